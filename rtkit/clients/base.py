@@ -1,0 +1,338 @@
+"""What every transport client shares: receipts, costs, the background loop, stop.
+
+A client runs on the shared client loop (a daemon thread, never the kernel's
+loop). For each event it hands the caller a :class:`Receipt` stamped with the
+arrival time on the same clock as the server's publish time, plus what the
+delivery cost on the wire. Costs are attributed so that they add up: the bytes
+read and the requests made since the previous delivery are charged to the
+events of this delivery (bytes shared out, requests charged to the first), so
+summing a column over receipts gives the client's total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import itertools
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import urlencode, urlsplit
+
+from rtkit.clock import now_ns
+from rtkit.exceptions import ClientError, HTTPStatusError, ProtocolError
+from rtkit.loopthread import LoopThread
+from rtkit.wire.envelope import Gap, Received
+
+__all__ = ["Receipt", "GapNotice", "ClientStats", "Client", "client_loop", "refusal_error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One event as one client received it.
+
+    ``wire_bytes``: this event's share of the bytes read since the previous
+    delivery (headers, framing, heartbeats and empty answers included).
+    ``requests`` / ``empty_responses``: HTTP requests made and empty answers
+    received since the previous delivery, charged to the first event of a delivery.
+    """
+
+    transport: str
+    client: str
+    id: int
+    data: Any
+    published_ns: int
+    arrived_ns: int
+    wire_bytes: int
+    requests: int
+    empty_responses: int
+
+    @property
+    def latency_ns(self) -> int:
+        """One-way latency: arrival minus publish, on one clock."""
+        return self.arrived_ns - self.published_ns
+
+
+@dataclass(frozen=True, slots=True)
+class GapNotice:
+    """The server said events ``after+1 .. first_id-1`` were no longer retained."""
+
+    transport: str
+    client: str
+    after: int
+    first_id: int
+    missed: int
+    arrived_ns: int
+
+
+@dataclass
+class ClientStats:
+    """Running totals of one client (written on the client loop, read anywhere)."""
+
+    bytes_read: int = 0
+    requests: int = 0
+    empty_responses: int = 0
+    events: int = 0
+    gaps: int = 0
+    missed: int = 0
+    connects: int = 0
+    reconnects: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def refusal_error(status: int, body: bytes) -> HTTPStatusError:
+    """The exception for a refused request, carrying the server's JSON ``error``."""
+    try:
+        message = json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        message = body[:200].decode("utf-8", "replace")
+    return HTTPStatusError(status, message)
+
+
+_client_loop: LoopThread | None = None
+_client_loop_lock = threading.Lock()
+
+
+def client_loop() -> LoopThread:
+    """The shared background loop every client runs on (started on first use)."""
+    global _client_loop
+    with _client_loop_lock:
+        if _client_loop is None or not _client_loop.running:
+            _client_loop = LoopThread("rtkit-clients").start()
+        return _client_loop
+
+
+@atexit.register
+def _stop_client_loop() -> None:
+    if _client_loop is not None:
+        _client_loop.stop()
+
+
+_names = itertools.count(1)
+
+
+class Client:
+    """Base of the four transport clients. Subclasses implement :meth:`_run`.
+
+    ``url``            the server's base URL, e.g. ``server.url``
+    ``since``          None: only events published from now on; 0: all retained; N: after id N
+    ``on_receipt``     called on the client loop with each :class:`Receipt` (keep it quick)
+    ``on_gap``         called on the client loop with each :class:`GapNotice`
+    ``keep``           keep receipts in :attr:`receipts` (default True)
+    ``reconnect_delay`` seconds before reconnecting after a connection error
+    ``token``          sent to servers that require one
+
+    :meth:`start` returns at once; :meth:`stop` (any thread, idempotent) ends
+    the client and closes its connections. A 4xx from the server stops the
+    client and is kept in :attr:`error`.
+    """
+
+    transport: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        since: int | None = None,
+        name: str | None = None,
+        on_receipt: Callable[[Receipt], None] | None = None,
+        on_gap: Callable[[GapNotice], None] | None = None,
+        keep: bool = True,
+        reconnect_delay: float = 1.0,
+        token: str | None = None,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must look like 'http://127.0.0.1:PORT', got {url!r}")
+        if parts.scheme == "https":
+            raise ValueError("https is not supported: rtkit's server speaks plain HTTP on loopback")
+        if since is not None and (not isinstance(since, int) or since < 0):
+            raise ValueError(f"since must be None (new events only), 0 (all) or an id > 0, got {since!r}")
+        if reconnect_delay < 0:
+            raise ValueError(f"reconnect_delay must be >= 0 seconds, got {reconnect_delay!r}")
+        self.url = url.rstrip("/")
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        self.name = name or f"{self.transport}-{next(_names)}"
+        self.since = since
+        self.on_receipt, self.on_gap, self.keep = on_receipt, on_gap, keep
+        self.reconnect_delay = reconnect_delay
+        self.token = token
+        self.stats = ClientStats()
+        self.receipts: list[Receipt] = []
+        self.gaps: list[GapNotice] = []
+        #: Id of the newest event received (the cursor a resume starts from).
+        self.last_id: int | None = since
+        self.error: BaseException | None = None
+        self._loop_thread: LoopThread | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._started = threading.Event()
+        self._changed = threading.Condition()
+        self._attributed_bytes = 0
+        self._attributed_requests = 0
+        self._attributed_empty = 0
+
+    # -- lifecycle (any thread) ------------------------------------------------------
+    def start(self, loop: LoopThread | None = None) -> Client:
+        """Start receiving on ``loop`` (default: the shared client loop); returns self."""
+        if self._loop_thread is not None:
+            raise ClientError(f"client {self.name} was already started")
+        self._loop_thread = loop or client_loop()
+        self._loop_thread.run(self._spawn())
+        return self
+
+    async def _spawn(self) -> None:
+        self._task = asyncio.ensure_future(self._main())
+
+    async def _main(self) -> None:
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a refusal or a bug: keep it for the caller
+            self.error = exc
+            self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._close()
+            with self._changed:
+                self._changed.notify_all()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop receiving and close the connection; idempotent, any thread but the loop's."""
+        if self._loop_thread is None or self._task is None or not self._loop_thread.running:
+            return
+        self._loop_thread.run(self._cancel(), timeout)
+
+    async def _cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def __enter__(self) -> Client:
+        if self._loop_thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_for(self, count: int | None = None, *, last_id: int | None = None, timeout: float = 10.0) -> bool:
+        """Block until ``count`` events arrived (or ``last_id`` was reached), the
+        client ended, or ``timeout`` seconds passed; True if the goal was met.
+        Not from the client loop."""
+        if count is None and last_id is None:
+            raise ValueError("give count= or last_id=")
+
+        def met() -> bool:
+            return (count is None or self.stats.events >= count) and (
+                last_id is None or (self.last_id or 0) >= last_id
+            )
+
+        with self._changed:
+            self._changed.wait_for(lambda: met() or (self._task is not None and self._task.done()), timeout)
+        return met()
+
+    # -- for subclasses (client loop only) ---------------------------------------------
+    async def _run(self) -> None:
+        """Run sessions until stopped; reconnect after connection failures.
+
+        A 4xx refusal is final (the request itself is wrong) and ends the client.
+        """
+        while True:
+            try:
+                await self._session()
+            except HTTPStatusError as exc:
+                if exc.status < 500:
+                    raise
+                self._note_failure(exc)
+            except (OSError, EOFError, ProtocolError, asyncio.TimeoutError) as exc:
+                self._note_failure(exc)
+            await asyncio.sleep(self.retry_delay())
+
+    async def _session(self) -> None:
+        """Connect, resume from :attr:`last_id` and receive until the connection ends."""
+        raise NotImplementedError
+
+    def retry_delay(self) -> float:
+        """Seconds to wait before the next session."""
+        return self.reconnect_delay
+
+    def _note_failure(self, exc: BaseException) -> None:
+        self.stats.errors.append(f"{type(exc).__name__}: {exc}")
+        del self.stats.errors[:-20]  # keep the most recent few
+
+    def _close(self) -> None:
+        """Close connections (called once when the client ends)."""
+
+    def count_read(self, nbytes: int) -> None:
+        self.stats.bytes_read += nbytes
+
+    def count_request(self) -> None:
+        self.stats.requests += 1
+
+    def count_empty(self) -> None:
+        self.stats.empty_responses += 1
+
+    def count_connect(self) -> None:
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            self.stats.reconnects += 1
+
+    def query(self, **params: Any) -> str:
+        """A query string with the token added when there is one."""
+        if self.token is not None:
+            params["token"] = self.token
+        items = {k: v for k, v in params.items() if v is not None}
+        return "?" + urlencode(items) if items else ""
+
+    def deliver(self, events: list[Received], arrived_ns: int) -> None:
+        """Hand a batch of events that arrived together to the caller."""
+        if not events:
+            return
+        s = self.stats
+        new_bytes = s.bytes_read - self._attributed_bytes
+        share, extra = divmod(new_bytes, len(events))
+        requests = s.requests - self._attributed_requests
+        empty = s.empty_responses - self._attributed_empty
+        self._attributed_bytes, self._attributed_requests = s.bytes_read, s.requests
+        self._attributed_empty = s.empty_responses
+        for i, ev in enumerate(events):
+            receipt = Receipt(
+                self.transport, self.name, ev.id, ev.data, ev.published_ns, arrived_ns,
+                share + (extra if i == 0 else 0),
+                requests if i == 0 else 0,
+                empty if i == 0 else 0,
+            )
+            if self.keep:
+                self.receipts.append(receipt)
+            if self.on_receipt is not None:
+                self.on_receipt(receipt)
+        s.events += len(events)
+        self.last_id = max(self.last_id or 0, events[-1].id)
+        with self._changed:
+            self._changed.notify_all()
+
+    def report_gap(self, gap: Gap, arrived_ns: int | None = None) -> None:
+        """Surface a gap the server reported; the cursor moves past it."""
+        notice = GapNotice(
+            self.transport, self.name, gap.after, gap.first_id, gap.missed, arrived_ns or now_ns()
+        )
+        self.stats.gaps += 1
+        self.stats.missed += gap.missed
+        self.gaps.append(notice)
+        self.last_id = max(self.last_id or 0, gap.first_id - 1)
+        if self.on_gap is not None:
+            self.on_gap(notice)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("failed" if self.error else "idle")
+        return (
+            f"<{type(self).__name__} {self.name} {state} events={self.stats.events} "
+            f"last_id={self.last_id} requests={self.stats.requests} bytes={self.stats.bytes_read}>"
+        )

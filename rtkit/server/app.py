@@ -1,0 +1,36 @@
+"""The Tornado application: one route per transport, all serving one log."""
+
+from __future__ import annotations
+
+from tornado.web import Application
+
+from rtkit.log import EventLog
+from rtkit.server.base import NotFoundHandler, log_request
+from rtkit.server.config import ServerConfig
+from rtkit.server.hub import Hub
+from rtkit.server.polling import LongPollHandler, PollHandler
+from rtkit.server.publish import PublishHandler, StatsHandler
+from rtkit.server.sse import SSEHandler
+from rtkit.server.websocket import WebSocketEventsHandler
+
+__all__ = ["make_app"]
+
+
+def make_app(log: EventLog, hub: Hub, config: ServerConfig) -> Application:
+    shared = {"log": log, "hub": hub, "config": config}
+    return Application(
+        [
+            (r"/poll", PollHandler, shared),
+            (r"/longpoll", LongPollHandler, shared),
+            (r"/sse", SSEHandler, shared),
+            (r"/ws", WebSocketEventsHandler, shared),
+            (r"/publish", PublishHandler, shared),
+            (r"/stats", StatsHandler, shared),
+        ],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=shared,
+        websocket_max_message_size=config.max_payload,
+        websocket_ping_interval=config.heartbeat,
+        websocket_ping_timeout=config.heartbeat,
+        log_function=log_request,
+    )

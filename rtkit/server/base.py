@@ -1,0 +1,150 @@
+"""What every handler shares: the log and hub passed in, JSON errors, the token."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import Any
+
+from tornado.web import HTTPError, RequestHandler
+
+from rtkit.log import EventLog
+from rtkit.server.config import ServerConfig
+from rtkit.server.hub import Hub
+from rtkit.server.params import BadRequest, parse_since
+from rtkit.wire.envelope import error_json
+
+__all__ = [
+    "log_request",
+    "RtkitHandlerMixin",
+    "BaseHandler",
+    "ClientGone",
+    "HeldRequestMixin",
+    "NotFoundHandler",
+    "ROUTES_HELP",
+]
+
+#: rtkit's server logs here, quietly: a refusal is an answer to a client, not
+#: something to print into a notebook. Enable with logging.getLogger("rtkit.server").
+logger = logging.getLogger("rtkit.server")
+
+ROUTES_HELP = "GET /poll, GET /longpoll, GET /sse, GET /ws (WebSocket), POST /publish, GET /stats"
+
+
+def check_token(handler: RequestHandler, config: ServerConfig) -> None:
+    """When the server has a token, demand it as ``?token=`` or ``Authorization: Bearer``."""
+    if config.token is None:
+        return
+    given = handler.get_query_argument("token", None)
+    auth = handler.request.headers.get("Authorization", "")
+    if given is None and auth.lower().startswith(("bearer ", "token ")):
+        given = auth.split(None, 1)[1].strip()
+    if given is None or not hmac.compare_digest(given.encode(), config.token.encode()):
+        raise BadRequest(
+            "this server requires its token: send ?token=<token> or "
+            "'Authorization: Bearer <token>'",
+            status=401 if given is None else 403,
+        )
+
+
+def log_request(handler: RequestHandler) -> None:
+    """Access log at DEBUG (Tornado's default prints every request at INFO/WARNING)."""
+    request = handler.request
+    logger.debug(
+        "%d %s %s %.2fms", handler.get_status(), request.method, request.uri,
+        1000 * request.request_time(),
+    )
+
+
+class RtkitHandlerMixin(RequestHandler):
+    """Handlers get the shared state through ``initialize``, never a global.
+
+    Shared by the plain handlers and the WebSocket handler.
+    """
+
+    log: EventLog
+    hub: Hub
+    config: ServerConfig
+
+    def initialize(self, log: EventLog, hub: Hub, config: ServerConfig) -> None:
+        self.log, self.hub, self.config = log, hub, config
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+    def prepare(self) -> None:
+        check_token(self, self.config)
+
+    def since(self, raw: str | None = None, name: str = "since") -> int:
+        if raw is None:
+            raw = self.get_query_argument("since", None)
+        return parse_since(raw, last_id=self.log.last_id, name=name)
+
+    def write_json(self, text: str) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.write(text)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, HTTPError):  # a refusal we chose: not noise for the notebook
+            logger.debug("%s %s refused: %s", self.request.method, self.request.uri, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every refusal answers ``{"error": "<what was wrong and what is accepted>"}``."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, BadRequest):
+            message = exc.message
+        elif isinstance(exc, HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = self._reason
+        self.clear_header("Content-Type")
+        self.write_json(error_json(message))
+
+
+class BaseHandler(RtkitHandlerMixin):
+    """A plain HTTP handler of the rtkit API."""
+
+
+class ClientGone(Exception):
+    """The client closed its connection while its request was held."""
+
+
+class HeldRequestMixin(RtkitHandlerMixin):
+    """A request held open while waiting for publishes (long poll, SSE stream).
+
+    :meth:`wait_for_publish` is cancelled the moment the client disconnects, so
+    its waiter is dropped at once instead of lingering until a timeout.
+    """
+
+    _waiting: asyncio.Task[bool] | None = None
+    client_gone = False
+
+    async def wait_for_publish(self, timeout: float | None) -> bool:
+        """Wait for the next publish (False on timeout). Raises :class:`ClientGone`
+        if the client leaves, ``HubClosed`` if the server shuts down."""
+        if self.client_gone:
+            raise ClientGone
+        self._waiting = asyncio.ensure_future(self.hub.wait(timeout))
+        try:
+            return await self._waiting
+        except asyncio.CancelledError:
+            if self.client_gone:
+                raise ClientGone from None
+            raise
+        finally:
+            self._waiting = None
+
+    def on_connection_close(self) -> None:
+        self.client_gone = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown paths: 404 naming the paths that exist."""
+
+    def prepare(self) -> None:
+        raise BadRequest(f"no such path {self.request.path!r}; the paths are: {ROUTES_HELP}", 404)

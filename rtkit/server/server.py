@@ -1,0 +1,203 @@
+"""The in-kernel server: Tornado on its own loop in a daemon thread.
+
+>>> server = start_server()          # 127.0.0.1, a free port
+>>> server.publish({"hello": 1})     # any thread; returns the event id
+1
+>>> server.stop()                    # idempotent; joins the thread, frees the port
+
+``start_server()`` keeps one server per ``name``: calling it again (a re-run
+notebook cell) stops the previous server of that name first, so exactly one
+stays running and an explicit port is free again. ``Server(...).start()`` is
+the unmanaged form for scripts that want several servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+import weakref
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from tornado.netutil import bind_sockets
+
+from rtkit.exceptions import ServerError
+from rtkit.log import EventLog
+from rtkit.loopthread import LoopThread
+from rtkit.server.app import make_app
+from rtkit.server.config import ServerConfig
+from rtkit.server.hub import Hub
+
+__all__ = ["Server", "start_server"]
+
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 10.0
+#: How long shutdown waits for streams to say goodbye (WebSocket close frames).
+_GOODBYE_TIMEOUT = 2.0
+
+
+class Server:
+    """One in-kernel rtkit server. See the module docstring.
+
+    Thread-safety: :meth:`publish`, :meth:`stop`, :meth:`stats` and the
+    properties may be called from any thread, including the kernel's.
+    """
+
+    def __init__(self, config: ServerConfig | None = None, **settings: Any) -> None:
+        if config is not None and settings:
+            raise TypeError("pass either a ServerConfig or keyword settings, not both")
+        self.config = config if config is not None else ServerConfig(**settings)
+        self.log = EventLog(self.config.capacity)
+        self._thread = LoopThread("rtkit-server")
+        self._state = "new"  # new -> running -> stopped
+        self._lock = threading.Lock()
+        self._http: HTTPServer | None = None
+        self._hub: Hub | None = None
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> Server:
+        """Bind and serve in a background thread; returns self. Raises
+        :class:`~rtkit.exceptions.ServerError` if the address cannot be bound."""
+        with self._lock:
+            if self._state != "new":
+                raise ServerError(f"this server was already {self._state}; make a new one")
+            self._thread.start()
+            try:
+                self._thread.run(self._open(), _START_TIMEOUT)
+            except OSError as exc:
+                self._thread.stop()
+                self._state = "stopped"
+                raise ServerError(
+                    f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}; "
+                    f"pass port=0 for any free port"
+                ) from exc
+            self._state = "running"
+        _live_servers.add(self)
+        return self
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        io_loop = IOLoop.current()
+        self._thread.on_exit.append(lambda: io_loop.close(all_fds=True))
+        self._hub = Hub(loop)
+        self.log.add_listener(self._hub.on_publish)
+        sockets = bind_sockets(self.config.port, self.config.host)
+        # Headroom over max_payload so /publish can answer 413 itself.
+        self._http = HTTPServer(
+            make_app(self.log, self._hub, self.config),
+            max_body_size=self.config.max_payload + 1,
+        )
+        self._http.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        """Close every connection, stop the thread and free the port. Idempotent."""
+        with self._lock:
+            if self._state != "running":
+                self._state = "stopped"
+                return
+            self._state = "stopped"
+            try:
+                self._thread.run(self._close(), _STOP_TIMEOUT)
+            finally:
+                self._thread.stop(_STOP_TIMEOUT)
+                if self._hub is not None:
+                    self.log.remove_listener(self._hub.on_publish)
+        _live_servers.discard(self)
+        for name, server in list(_managed.items()):
+            if server is self:
+                _managed.pop(name, None)
+
+    async def _close(self) -> None:
+        assert self._http is not None and self._hub is not None
+        self._http.stop()  # stop accepting
+        self._hub.close()  # streams end, long polls answer, WebSockets close 1001
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _GOODBYE_TIMEOUT
+        while any(self._hub.connections.values()) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        try:
+            await asyncio.wait_for(self._http.close_all_connections(), _GOODBYE_TIMEOUT)
+        except asyncio.TimeoutError:
+            pass  # IOLoop.close(all_fds=True) closes what is left
+
+    def __enter__(self) -> Server:
+        if self._state == "new":
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- use ------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` of the running server."""
+        host = self.config.host
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def publish(self, payload: Any) -> int:
+        """Publish any JSON-able value; returns its event id. Any thread."""
+        if self._state != "running":
+            raise ServerError(f"cannot publish: the server is {self._state}; start one first")
+        return self.log.append(payload).id
+
+    def stats(self) -> dict[str, Any]:
+        """The log's extent and the open connections per transport."""
+        if self._state != "running":
+            return {"last_id": self.log.last_id, "connections": {}, "waiting": 0}
+
+        async def read() -> dict[str, Any]:
+            assert self._hub is not None
+            return {
+                "last_id": self.log.last_id,
+                "first_retained": self.log.first_retained,
+                "connections": {k: v for k, v in self._hub.connections.items() if v},
+                "waiting": self._hub.waiting,
+            }
+
+        return self._thread.run(read(), _STOP_TIMEOUT)
+
+    def __repr__(self) -> str:
+        where = self.url if self._state == "running" else ""
+        return f"<rtkit.Server {self._state} {where} last_id={self.log.last_id}>".replace("  ", " ")
+
+
+# -- notebook-friendly management --------------------------------------------------------
+_managed: dict[str, Server] = {}
+_managed_lock = threading.Lock()
+_live_servers: weakref.WeakSet[Server] = weakref.WeakSet()
+
+
+def start_server(*, name: str = "default", **settings: Any) -> Server:
+    """Start the in-kernel server (127.0.0.1, a free port) and return it.
+
+    One server is kept per ``name``: starting again stops the previous one
+    first, so a re-run notebook cell leaves exactly one server running. The
+    keyword settings are those of :class:`~rtkit.server.config.ServerConfig`.
+    """
+    config = ServerConfig(**settings)  # validate before stopping anything
+    with _managed_lock:
+        previous = _managed.pop(name, None)
+        if previous is not None:
+            previous.stop()
+        server = Server(config).start()
+        _managed[name] = server
+    return server
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_live_servers):
+        server.stop()

@@ -1,0 +1,69 @@
+"""``GET /sse``: a ``text/event-stream`` of the log, resumable with ``Last-Event-ID``.
+
+The stream opens with a ``retry:`` field and a comment, then sends every event
+with an ``id:`` line (so a reconnecting browser sends ``Last-Event-ID``) and the
+event object as ``data:``. A comment heartbeat goes out when nothing was sent
+for ``heartbeat`` seconds, so proxies and clients can tell a quiet stream from a
+dead one. Events are written in batches: one write and one flush per wake-up.
+"""
+
+from __future__ import annotations
+
+from tornado.iostream import StreamClosedError
+
+from rtkit.log import LogEvent
+from rtkit.server.base import BaseHandler, ClientGone, HeldRequestMixin
+from rtkit.server.hub import HubClosed
+from rtkit.server.polling import slice_gap
+from rtkit.wire.envelope import event_json, gap_json
+from rtkit.wire.sse import encode, encode_comment
+
+__all__ = ["SSEHandler", "encode_log_event"]
+
+
+def encode_log_event(event: LogEvent) -> bytes:
+    return encode(event_json(event), id=event.id)
+
+
+class SSEHandler(HeldRequestMixin, BaseHandler):
+    async def get(self) -> None:
+        # The HTML spec: a reconnecting EventSource sends the last event ID it
+        # saw as `Last-Event-ID`; it wins over the `since` of the URL.
+        header = self.request.headers.get("Last-Event-ID")
+        if header is not None and header.strip():
+            cursor = self.since(header, name="Last-Event-ID")
+        else:
+            cursor = self.since()
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("X-Accel-Buffering", "no")  # ask reverse proxies not to buffer
+        self.write(encode_comment(f"rtkit stream after id {cursor}"))
+        self.write(b"retry: %d\n\n" % self.config.retry_ms)
+        self.hub.connections["sse"] += 1
+        try:
+            await self.flush()
+            await self._stream(cursor)
+        except (StreamClosedError, ClientGone):
+            pass  # the client left
+        except HubClosed:
+            pass  # the server stops: end the response cleanly
+        finally:
+            self.hub.connections["sse"] -= 1
+
+    async def _stream(self, cursor: int) -> None:
+        limit, heartbeat = self.config.batch_limit, self.config.heartbeat
+        while True:
+            found = self.log.after(cursor, limit)
+            gap = slice_gap(found)
+            if gap:
+                # Tell the client, never serve a silent hole; the id makes a
+                # reconnect resume after the gap rather than report it again.
+                self.write(encode(gap_json(gap), event="gap", id=gap.first_id - 1))
+                cursor = gap.first_id - 1
+            if found.events:
+                self.write(b"".join(map(encode_log_event, found.events)))
+                cursor = found.events[-1].id
+            if gap or found.events:
+                await self.flush()
+            elif not await self.wait_for_publish(heartbeat):
+                self.write(encode_comment("heartbeat"))
+                await self.flush()

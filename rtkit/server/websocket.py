@@ -1,0 +1,141 @@
+"""``GET /ws``: each event as one WebSocket text message, plus publish and ping.
+
+Server -> client messages (JSON objects, see :mod:`rtkit.wire.envelope`)::
+
+    {"type": "hello", "last_id": 9, "max_message_size": 1048576, "heartbeat": 15.0}
+    {"type": "event", "id": 10, "published_ns": ..., "data": <payload>}
+    {"type": "gap", "after": 2, "first_id": 5, "missed": 2}
+    {"type": "ack", "id": 11}                      answer to a publish
+    {"type": "pong", "echo": <anything>, "server_ns": ...}   answer to a ping
+    {"type": "error", "error": "<what was wrong and what is accepted>"}
+
+Client -> server messages::
+
+    {"type": "publish", "data": <payload>}
+    {"type": "ping", "echo": <anything>}
+
+A message over ``max_payload`` bytes is refused by closing with 1009 (RFC 6455
+§7.4.1: "a message that is too big for it to process"). Tornado sends WebSocket
+pings every ``heartbeat`` seconds and closes a peer that does not answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from rtkit.clock import now_ns
+from rtkit.log import encode_payload
+from rtkit.server.base import RtkitHandlerMixin
+from rtkit.server.hub import HubClosed
+from rtkit.server.params import BadRequest
+from rtkit.server.polling import slice_gap
+from rtkit.wire.envelope import ws_event_json, ws_gap_json
+
+__all__ = ["WebSocketEventsHandler"]
+
+#: Close code a server uses when it goes away (RFC 6455 §7.4.1).
+GOING_AWAY = 1001
+
+
+class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
+    _pump_task: asyncio.Task[None] | None = None
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            raise BadRequest(
+                "GET /ws must be a WebSocket upgrade (Upgrade: websocket); "
+                "for plain HTTP use /poll, /longpoll or /sse",
+                status=426,
+            )
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self._origin_allowed(origin):
+            allowed = ", ".join(self.config.allowed_origins) or "none configured"
+            raise BadRequest(
+                f"WebSocket Origin {origin!r} is not allowed; accepted: the server's own host "
+                f"({self.request.host}) and allowed_origins ({allowed})",
+                status=403,
+            )
+        self._cursor = self.since()
+        await super().get(*args, **kwargs)
+
+    def _origin_allowed(self, origin: str) -> bool:
+        return origin in self.config.allowed_origins or urlsplit(origin).netloc == self.request.host
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # already checked in get(), with a JSON error
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self.hub.connections["ws"] += 1
+        self.set_nodelay(True)
+        self.write_message(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "last_id": self.log.last_id,
+                    "max_message_size": self.config.max_payload,
+                    "heartbeat": self.config.heartbeat,
+                }
+            )
+        )
+        self._pump_task = asyncio.ensure_future(self._pump(self._cursor))
+
+    async def _pump(self, cursor: int) -> None:
+        try:
+            while True:
+                found = self.log.after(cursor, self.config.batch_limit)
+                gap = slice_gap(found)
+                if gap:
+                    self.write_message(ws_gap_json(gap))
+                    cursor = gap.first_id - 1
+                last = None
+                for event in found.events:
+                    last = self.write_message(ws_event_json(event))
+                if last is not None:
+                    cursor = found.events[-1].id
+                    await last  # back-pressure: resolved once written to the socket
+                elif not gap:
+                    await self.hub.wait(None)
+        except (WebSocketClosedError, asyncio.CancelledError):
+            pass
+        except HubClosed:
+            self.close(GOING_AWAY, "server shutting down")
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            msg = json.loads(message)
+            kind = msg.get("type") if isinstance(msg, dict) else None
+        except (ValueError, UnicodeDecodeError):
+            kind = None
+        if kind == "publish" and "data" in msg:
+            try:
+                event = self.log.append_json(encode_payload(msg["data"]))
+            except TypeError as exc:  # cannot happen for decoded JSON, but say so if it does
+                self._reply({"type": "error", "error": str(exc)})
+                return
+            self._reply({"type": "ack", "id": event.id})
+        elif kind == "ping":
+            self._reply({"type": "pong", "echo": msg.get("echo"), "server_ns": now_ns()})
+        else:
+            self._reply(
+                {
+                    "type": "error",
+                    "error": "messages must be JSON objects: "
+                    '{"type": "publish", "data": <payload>} or {"type": "ping", "echo": <any>}',
+                }
+            )
+
+    def _reply(self, obj: dict[str, Any]) -> None:
+        try:
+            self.write_message(json.dumps(obj))
+        except WebSocketClosedError:
+            pass
+
+    def on_close(self) -> None:
+        self.hub.connections["ws"] -= 1
+        if self._pump_task is not None:
+            self._pump_task.cancel()
