@@ -153,6 +153,10 @@ class Server:
             raise ServerError(f"cannot publish: the server is {self._state}; start one first")
         return self.log.append(payload).id
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds used by the server thread so far (None where not measurable)."""
+        return self._thread.cpu_seconds()
+
     def stats(self) -> dict[str, Any]:
         """The log's extent and the open connections per transport."""
         if self._state != "running":

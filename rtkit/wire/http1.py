@@ -361,7 +361,9 @@ class ResponseParser:
                 return
 
     def _end_response(self) -> None:
-        trailers = tuple(self._parse_fields(self._trailer_lines, "trailer")) if self._trailer_lines else ()
+        trailers = (
+            tuple(self._parse_fields(self._trailer_lines, "trailer")) if self._trailer_lines else ()
+        )
         self._trailer_lines = []
         self._trailer_size = 0
         self._emit(ResponseEnd(keep_alive=self._keep_alive, trailers=trailers))
@@ -384,8 +386,8 @@ class ResponseParser:
             self._scanned = 0
         start = self._pos
         available = len(buf) - start
-        if not available:
-            return False
+        if not available or (available == 1 and buf[start] == 0x0D):
+            return False  # nothing yet, or maybe the CR of a stray empty line
         match = _HEAD_END.search(buf, start + max(0, self._scanned - 3))
         if match is None:
             self._scanned = available
@@ -431,12 +433,14 @@ class ResponseParser:
         major, minor, code, reason = match.groups()
         if major != "1":
             raise self._fail(
-                f"unsupported HTTP version: received {_preview(line)}, expected HTTP/1.0 or HTTP/1.1"
+                f"unsupported HTTP version: received {_preview(line)}, "
+                "expected HTTP/1.0 or HTTP/1.1"
             )
         status = int(code)
         if status < 100:
             raise self._fail(
-                f"malformed status line: received {_preview(line)}, expected a status code from 100 to 999"
+                f"malformed status line: received {_preview(line)}, "
+                "expected a status code from 100 to 999"
             )
         return f"{major}.{minor}", status, reason or ""
 
@@ -667,14 +671,18 @@ class ResponseParser:
         newline = buf.find(b"\n", self._pos)
         if newline == -1:
             if self._trailer_size + len(buf) - self._pos > self.max_head_bytes:
-                raise self._fail(f"trailer section too large: more than {self.max_head_bytes} bytes")
+                raise self._fail(
+                    f"trailer section too large: more than {self.max_head_bytes} bytes"
+                )
             return False
         line = bytes(buf[self._pos : newline]).rstrip(b"\r")
         self._trailer_size += newline + 1 - self._pos
         self._pos = newline + 1
         if line:
             if self._trailer_size > self.max_head_bytes:
-                raise self._fail(f"trailer section too large: more than {self.max_head_bytes} bytes")
+                raise self._fail(
+                    f"trailer section too large: more than {self.max_head_bytes} bytes"
+                )
             self._trailer_lines.append(line)
             return True
         self._end_response()  # the CRLF that ends the chunked body
@@ -691,7 +699,7 @@ def _check_text(what: str, value: str, *, allow_space: bool) -> None:
         raise TypeError(f"{what} must be str, got {type(value).__name__}")
     if "\r" in value or "\n" in value:
         raise ValueError(f"{what} must not contain CR or LF (header injection): {value!r}")
-    if any(ord(c) < 0x20 and c != "\t" or c == "\x7f" for c in value):
+    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
         raise ValueError(f"{what} must not contain control characters: {value!r}")
     if not allow_space and (not value or any(c in value for c in " \t")):
         raise ValueError(f"{what} must be non-empty and contain no spaces: {value!r}")

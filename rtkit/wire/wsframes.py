@@ -173,7 +173,11 @@ class Frame:
     def describe(self) -> str:
         """One-line summary, e.g. ``"FIN TEXT masked len=5 'hello'"``."""
         parts = ["FIN" if self.fin else "NOFIN"]
-        parts += [name for name, bit in (("RSV1", self.rsv1), ("RSV2", self.rsv2), ("RSV3", self.rsv3)) if bit]
+        parts += [
+            name
+            for name, bit in (("RSV1", self.rsv1), ("RSV2", self.rsv2), ("RSV3", self.rsv3))
+            if bit
+        ]
         parts.append(self.opcode.name)
         if self.masked:
             parts.append("masked")
@@ -244,7 +248,9 @@ class FrameParser:
     be), ``None`` accepts both. Not thread-safe: feed it from one thread.
     """
 
-    def __init__(self, *, max_payload: int | None = None, expect_masked: bool | None = None) -> None:
+    def __init__(
+        self, *, max_payload: int | None = None, expect_masked: bool | None = None
+    ) -> None:
         self.max_payload = max_payload
         self.expect_masked = expect_masked
         #: Every byte passed to :meth:`feed`.
@@ -306,10 +312,14 @@ class FrameParser:
         masked = bool(second & 0x80)
         if self.expect_masked is True and not masked:
             # RFC 6455 §5.1: "a client MUST mask all frames that it sends to the server"
-            raise ProtocolError(f"unmasked {opcode.name} frame, expected every client frame to be masked")
+            raise ProtocolError(
+                f"unmasked {opcode.name} frame, expected every client frame to be masked"
+            )
         if self.expect_masked is False and masked:
             # RFC 6455 §5.1: "A server MUST NOT mask any frames that it sends to the client."
-            raise ProtocolError(f"masked {opcode.name} frame, expected server frames to be unmasked")
+            raise ProtocolError(
+                f"masked {opcode.name} frame, expected server frames to be unmasked"
+            )
 
         # RFC 6455 §5.2: "Payload length: 7 bits, 7+16 bits, or 7+64 bits ...
         # If 0-125, that is the payload length. If 126, the following 2 bytes
@@ -326,7 +336,8 @@ class FrameParser:
             header = 4
             if length < 126:
                 raise ProtocolError(
-                    f"non-minimal length: {length} encoded in 16 bits, expected it in the 7-bit field"
+                    f"non-minimal length: {length} encoded in 16 bits, "
+                    "expected it in the 7-bit field"
                 )
         elif length == 127:
             if available < 10:
@@ -335,11 +346,13 @@ class FrameParser:
             header = 10
             if length >> 63:
                 raise ProtocolError(
-                    f"64-bit payload length {length:#x} has its most significant bit set, expected 0"
+                    f"64-bit payload length {length:#x} has its most significant bit set, "
+                    "expected 0"
                 )
             if length < 1 << 16:
                 raise ProtocolError(
-                    f"non-minimal length: {length} encoded in 64 bits, expected it in 16 bits or fewer"
+                    f"non-minimal length: {length} encoded in 64 bits, "
+                    "expected it in 16 bits or fewer"
                 )
 
         if opcode.is_control:
@@ -357,7 +370,8 @@ class FrameParser:
                 )
         if self.max_payload is not None and length > self.max_payload:
             raise ProtocolError(
-                f"{opcode.name} frame with a {length}-byte payload, the limit is {self.max_payload} bytes"
+                f"{opcode.name} frame with a {length}-byte payload, "
+                f"the limit is {self.max_payload} bytes"
             )
 
         if masked:
@@ -383,7 +397,7 @@ class FrameParser:
             self._in_message = not fin
 
         start = pos + header
-        payload = bytes(buf[start:total + pos]) if length else b""
+        payload = bytes(buf[start : total + pos]) if length else b""
         mask_key: bytes | None = None
         if masked:
             mask_key = bytes(buf[start - 4 : start])
@@ -395,7 +409,9 @@ class FrameParser:
             # representing a status code ... Following the 2-byte integer, the
             # body MAY contain UTF-8-encoded data with value /reason/"
             if len(payload) == 1:
-                raise ProtocolError(f"CLOSE frame with a 1-byte payload {payload!r}, expected 0 or at least 2 bytes")
+                raise ProtocolError(
+                    f"CLOSE frame with a 1-byte payload {payload!r}, expected 0 or at least 2 bytes"
+                )
             try:
                 payload[2:].decode("utf-8")
             except UnicodeDecodeError:

@@ -1,0 +1,275 @@
+"""Run a workload against any mix of transports at once and record every message.
+
+>>> result = run_experiment(["sse", "ws"], Workload(rate=100, duration=2))
+>>> result.summary          # one row per transport
+>>> result.df               # one row per delivered message per client
+
+:class:`Experiment` is the non-blocking form a notebook uses to watch a run
+live: :meth:`Experiment.start` returns once the clients are connected; the
+publishing, draining and teardown happen in a background thread (never the
+kernel's loop); :meth:`Experiment.dataframe` and :meth:`Experiment.progress`
+are readable meanwhile; :meth:`Experiment.stop` ends it early.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from rtkit.clients import CLIENTS, Client, make_client
+from rtkit.exceptions import RtkitError
+from rtkit.log import DEFAULT_CAPACITY
+from rtkit.measure.recorder import Recorder
+from rtkit.measure.summary import client_delivery, summarize
+from rtkit.measure.workload import Workload, make_payload
+from rtkit.server import Server
+
+__all__ = ["Experiment", "ExperimentResult", "run_experiment", "TRANSPORTS"]
+
+#: Every transport, in teaching order.
+TRANSPORTS = ("poll", "longpoll", "sse", "ws")
+
+_CONNECT_TIMEOUT = 10.0
+
+
+@dataclass
+class ExperimentResult:
+    """What a run produced. ``df``: see :mod:`rtkit.measure.recorder`;
+    ``summary``: see :func:`rtkit.measure.summary.summarize`."""
+
+    df: pd.DataFrame
+    summary: pd.DataFrame
+    per_client: pd.DataFrame
+    gaps: pd.DataFrame
+    workload: Workload
+    settings: dict[str, Any]
+    published_ids: range
+    elapsed_s: float
+    server_cpu_s: float | None
+    stopped_early: bool
+    client_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Experiment:
+    """One run of ``workload`` against ``transports`` (see the module docstring).
+
+    transports        any of "poll", "longpoll", "sse", "ws"
+    clients           clients per transport
+    poll_interval     seconds between short polls
+    longpoll_timeout  seconds a long poll may be held
+    server            a running server to use; by default one is started and stopped
+    drain_timeout     seconds to wait after the last publish for deliveries
+                      (default: poll interval + 2 s)
+    """
+
+    def __init__(
+        self,
+        transports: Iterable[str] = TRANSPORTS,
+        workload: Workload | None = None,
+        *,
+        clients: int = 1,
+        poll_interval: float = 0.5,
+        longpoll_timeout: float = 30.0,
+        server: Server | None = None,
+        drain_timeout: float | None = None,
+    ) -> None:
+        self.transports = tuple(dict.fromkeys(transports))
+        unknown = [t for t in self.transports if t not in CLIENTS]
+        if unknown or not self.transports:
+            raise ValueError(
+                f"transports must be a non-empty selection of {', '.join(TRANSPORTS)}; got {list(transports)!r}"
+            )
+        if isinstance(clients, bool) or not isinstance(clients, int) or not 1 <= clients <= 5000:
+            raise ValueError(f"clients must be an int from 1 to 5000 per transport; got {clients!r}")
+        self.workload = workload or Workload()
+        self.clients_per_transport = clients
+        self.poll_interval = poll_interval
+        self.longpoll_timeout = longpoll_timeout
+        self.drain_timeout = poll_interval + 2.0 if drain_timeout is None else drain_timeout
+        self._given_server = server
+        self.server: Server | None = None
+        self.clients: list[Client] = []
+        self.recorder = Recorder()
+        self._schedule = self.workload.schedule()
+        self._published = 0
+        self._first_id = 0
+        self._last_id = 0
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._result: ExperimentResult | None = None
+        self._error: BaseException | None = None
+        self._t0 = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> Experiment:
+        """Start the server (unless given) and the clients; return once they are
+        connected, with publishing under way in a background thread."""
+        if self._thread is not None:
+            raise RtkitError("this experiment was already started; make a new one")
+        try:
+            self._setup()
+        except BaseException:
+            self._teardown()
+            raise
+        self._thread = threading.Thread(target=self._run, name="rtkit-experiment", daemon=True)
+        self._thread.start()
+        return self
+
+    def _setup(self) -> None:
+        if self._given_server is not None:
+            self.server = self._given_server
+        else:
+            capacity = max(DEFAULT_CAPACITY, len(self._schedule) + 1000)
+            self.server = Server(capacity=capacity).start()
+        since = self.server.log.last_id  # every client starts from the same cursor
+        options = {"poll": {"interval": self.poll_interval}, "longpoll": {"timeout": self.longpoll_timeout}}
+        for transport in self.transports:
+            for _ in range(self.clients_per_transport):
+                client = make_client(
+                    transport, self.server.url, since=since, keep=False,
+                    on_receipt=self.recorder.add, on_gap=self.recorder.add_gap,
+                    **options.get(transport, {}),
+                )
+                self.clients.append(client.start())
+        deadline = time.monotonic() + _CONNECT_TIMEOUT
+        while any(c.stats.connects == 0 and c.running for c in self.clients):
+            if time.monotonic() > deadline:
+                raise RtkitError("clients did not connect within 10 s")
+            self._stop.wait(0.005)
+        failed = [c for c in self.clients if c.error is not None]
+        if failed:
+            raise RtkitError(f"client {failed[0].name} failed: {failed[0].error}")
+
+    def _run(self) -> None:
+        assert self.server is not None
+        cpu0 = self.server.cpu_seconds()
+        self._t0 = time.perf_counter()
+        size = self.workload.payload
+        try:
+            for seq, offset in enumerate(self._schedule):
+                delay = self._t0 + offset - time.perf_counter()
+                if delay > 0 and self._stop.wait(delay):
+                    break
+                if self._stop.is_set():
+                    break
+                event_id = self.server.publish(make_payload(seq, size))
+                self._first_id = self._first_id or event_id
+                self._last_id = event_id
+                self._published += 1
+            self._drain()
+            cpu1 = self.server.cpu_seconds()
+            self._result = self._collect(
+                None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+            )
+        except BaseException as exc:  # kept for result()
+            self._error = exc
+        finally:
+            self._teardown()
+            self._done.set()
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.drain_timeout
+        for client in self.clients:
+            remaining = deadline - time.monotonic()
+            if self._stop.is_set() or remaining <= 0:
+                break
+            if client.running and self._last_id:
+                client.wait_for(last_id=self._last_id, timeout=remaining)
+
+    def _teardown(self) -> None:
+        for client in self.clients:
+            client.stop()
+        if self._given_server is None and self.server is not None:
+            self.server.stop()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """End the run early (publishing stops, clients and owned server stop). Idempotent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> ExperimentResult:
+        """Wait for the run to end and return its result (raises what the run raised)."""
+        if self._thread is None:
+            raise RtkitError("the experiment was not started")
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the experiment is still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def __enter__(self) -> Experiment:
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- live views ----------------------------------------------------------------
+    def dataframe(self) -> pd.DataFrame:
+        """Every receipt so far (readable while running)."""
+        return self.recorder.to_dataframe()
+
+    def progress(self) -> dict[str, Any]:
+        """Elapsed seconds, messages published of those planned, delivered per transport."""
+        received: dict[str, int] = dict.fromkeys(self.transports, 0)
+        for client in self.clients:
+            received[client.transport] += client.stats.events
+        return {
+            "elapsed_s": time.perf_counter() - self._t0 if self._t0 else 0.0,
+            "published": self._published,
+            "planned": len(self._schedule),
+            "received": received,
+            "running": self.running,
+        }
+
+    # -- result --------------------------------------------------------------------
+    def _collect(self, server_cpu: float | None) -> ExperimentResult:
+        df = self.recorder.to_dataframe()
+        gaps = self.recorder.gaps_dataframe()
+        published = range(self._first_id, self._last_id + 1) if self._last_id else range(0)
+        names: dict[str, list[str]] = {t: [] for t in self.transports}
+        totals: dict[str, dict[str, int]] = {
+            t: {"requests": 0, "bytes_read": 0, "empty_responses": 0} for t in self.transports
+        }
+        for c in self.clients:
+            names[c.transport].append(c.name)
+            totals[c.transport]["requests"] += c.stats.requests
+            totals[c.transport]["bytes_read"] += c.stats.bytes_read
+            totals[c.transport]["empty_responses"] += c.stats.empty_responses
+        cpu = {self.transports[0]: server_cpu} if server_cpu is not None and len(self.transports) == 1 else None
+        return ExperimentResult(
+            df=df,
+            summary=summarize(df, published, clients=names, gaps=gaps, server_cpu_s=cpu, totals=totals),
+            per_client=client_delivery(df, published),
+            gaps=gaps,
+            workload=self.workload,
+            settings={
+                "transports": list(self.transports),
+                "clients": self.clients_per_transport,
+                "poll_interval": self.poll_interval,
+                "longpoll_timeout": self.longpoll_timeout,
+            },
+            published_ids=published,
+            elapsed_s=time.perf_counter() - self._t0,
+            server_cpu_s=server_cpu,
+            stopped_early=self._stop.is_set(),
+            client_stats={c.name: vars(c.stats).copy() for c in self.clients},
+        )
+
+
+def run_experiment(
+    transports: Iterable[str] = TRANSPORTS, workload: Workload | None = None, **options: Any
+) -> ExperimentResult:
+    """Run an :class:`Experiment` to the end and return its result (blocking)."""
+    return Experiment(transports, workload, **options).start().result()

@@ -1,0 +1,113 @@
+"""Per-transport summaries of a recorder's DataFrame.
+
+Delivery is judged against what was published: every client should receive
+every id in ``expected_ids`` exactly once, in order. Anything else is counted,
+never hidden:
+
+- ``lost``: expected (client, id) pairs never delivered (gaps included);
+- ``duplicated``: deliveries of an id the client already had;
+- ``out_of_order``: deliveries of an id lower than one the client already had.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["summarize", "client_delivery", "SUMMARY_COLUMNS"]
+
+SUMMARY_COLUMNS = [
+    "clients",
+    "delivered",
+    "lost",
+    "duplicated",
+    "out_of_order",
+    "gaps",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "latency_max_ms",
+    "requests_per_msg",
+    "bytes_per_msg",
+    "empty_responses",
+    "server_cpu_s",
+]
+
+
+def client_delivery(df: pd.DataFrame, expected_ids: range) -> pd.DataFrame:
+    """Per client: delivered, lost, duplicated and out-of-order counts."""
+    out = []
+    expected = set(expected_ids)
+    for (transport, client), rows in df.groupby(["transport", "client"], observed=True, sort=True):
+        ids = rows["id"].to_numpy()
+        unique = set(ids.tolist())
+        running_max = np.maximum.accumulate(ids) if len(ids) else ids
+        out_of_order = int((ids[1:] < running_max[:-1]).sum()) if len(ids) > 1 else 0
+        out.append(
+            {
+                "transport": transport,
+                "client": client,
+                "delivered": len(unique & expected),
+                "lost": len(expected - unique),
+                "duplicated": len(ids) - len(unique),
+                "out_of_order": out_of_order,
+            }
+        )
+    return pd.DataFrame(out, columns=["transport", "client", "delivered", "lost", "duplicated", "out_of_order"])
+
+
+def summarize(
+    df: pd.DataFrame,
+    expected_ids: range,
+    *,
+    clients: Mapping[str, list[str]] | None = None,
+    gaps: pd.DataFrame | None = None,
+    server_cpu_s: Mapping[str, float] | None = None,
+    totals: Mapping[str, Mapping[str, int]] | None = None,
+) -> pd.DataFrame:
+    """One row per transport (see :data:`SUMMARY_COLUMNS`).
+
+    ``clients`` maps each transport to the names of all its clients, so a
+    client that received nothing at all is still counted (as all lost).
+    ``server_cpu_s`` gives server-thread CPU seconds where measurable.
+    ``totals`` maps a transport to its clients' whole-run ``requests``,
+    ``bytes_read`` and ``empty_responses`` (costs after the last delivery
+    included); without it the DataFrame's attributed columns are summed.
+    """
+    clients = dict(clients or {t: sorted(g["client"].unique()) for t, g in df.groupby("transport", observed=True)})
+    per_client = client_delivery(df, expected_ids).set_index("client")
+    rows = {}
+    for transport, names in clients.items():
+        sub = df[df["transport"] == transport]
+        known = per_client[per_client.index.isin(names)]
+        silent = len(names) - len(known)  # clients with no rows lost everything
+        delivered = int(known["delivered"].sum())
+        lat = sub["latency_ms"].to_numpy()
+        q = np.percentile(lat, [50, 95, 99]) if len(lat) else [np.nan] * 3
+        n_gaps = 0 if gaps is None else int((gaps["transport"] == transport).sum())
+        spent = (totals or {}).get(transport) or {
+            "requests": int(sub["requests"].sum()),
+            "bytes_read": int(sub["wire_bytes"].sum()),
+            "empty_responses": int(sub["empty_responses"].sum()),
+        }
+        rows[transport] = {
+            "clients": len(names),
+            "delivered": delivered,
+            "lost": int(known["lost"].sum()) + silent * len(expected_ids),
+            "duplicated": int(known["duplicated"].sum()),
+            "out_of_order": int(known["out_of_order"].sum()),
+            "gaps": n_gaps,
+            "latency_p50_ms": q[0],
+            "latency_p95_ms": q[1],
+            "latency_p99_ms": q[2],
+            "latency_max_ms": lat.max() if len(lat) else np.nan,
+            "requests_per_msg": spent["requests"] / delivered if delivered else np.nan,
+            "bytes_per_msg": spent["bytes_read"] / delivered if delivered else np.nan,
+            "empty_responses": int(spent["empty_responses"]),
+            "server_cpu_s": (server_cpu_s or {}).get(transport, np.nan),
+        }
+    result = pd.DataFrame.from_dict(rows, orient="index", columns=SUMMARY_COLUMNS)
+    result.index.name = "transport"
+    return result
