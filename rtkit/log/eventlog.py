@@ -63,10 +63,21 @@ class Slice:
 
 
 def encode_payload(payload: Any) -> str:
-    """JSON-encode a payload compactly; raise ``TypeError`` naming what is accepted."""
+    """JSON-encode a payload compactly; raise ``TypeError`` naming what is accepted.
+
+    Text stays unescaped, except in a payload holding a lone surrogate, which
+    UTF-8 cannot carry: that one is written with ``\\uXXXX`` escapes instead,
+    which decode to the same value (served unescaped, it would fail every answer).
+    """
     try:
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        return text
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(
             f"payload must be JSON-serialisable (dict, list, str, int, float, bool, None; "
             f"no NaN or infinity): {exc}"

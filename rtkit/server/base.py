@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from urllib.parse import urlsplit
 from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
@@ -76,6 +77,22 @@ class RtkitHandlerMixin(RequestHandler):
     def prepare(self) -> None:
         check_token(self, self.config)
 
+    def origin_allowed(self, origin: str) -> bool:
+        """An ``Origin`` is accepted when it names this server's own host, or is
+        one of ``allowed_origins``."""
+        return origin in self.config.allowed_origins or urlsplit(origin).netloc == self.request.host
+
+    def check_origin_header(self, what: str) -> None:
+        """Refuse (403) a browser request sent from a page of another origin."""
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.origin_allowed(origin):
+            allowed = ", ".join(self.config.allowed_origins) or "none configured"
+            raise BadRequest(
+                f"{what} from Origin {origin!r} is not allowed; accepted: the server's own "
+                f"host ({self.request.host}) and allowed_origins ({allowed})",
+                status=403,
+            )
+
     def since(self, raw: str | None = None, name: str = "since") -> int:
         if raw is None:
             raw = self.get_query_argument("since", None)
@@ -98,8 +115,15 @@ class RtkitHandlerMixin(RequestHandler):
             message = exc.message
         elif isinstance(exc, HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
+        elif status_code == 405:
+            message = (
+                f"method {self.request.method} is not accepted on {self.request.path}; "
+                f"the routes are: {ROUTES_HELP}"
+            )
         else:
             message = self._reason
+        if status_code == 413:  # the unread body makes the connection unusable
+            self.set_header("Connection", "close")
         self.clear_header("Content-Type")
         self.write_json(error_json(message))
 
@@ -119,7 +143,7 @@ class HeldRequestMixin(RtkitHandlerMixin):
     its waiter is dropped at once instead of lingering until a timeout.
     """
 
-    _waiting: asyncio.Task[bool] | None = None
+    _waiting: asyncio.Future[bool] | None = None
     client_gone = False
 
     async def wait_for_publish(self, timeout: float | None) -> bool:
@@ -127,9 +151,11 @@ class HeldRequestMixin(RtkitHandlerMixin):
         if the client leaves, ``HubClosed`` if the server shuts down."""
         if self.client_gone:
             raise ClientGone
-        self._waiting = asyncio.ensure_future(self.hub.wait(timeout))
+        # The hub's own future, not a task wrapping the wait: cancelling it in
+        # on_connection_close ends the wait just as well, without a task per wake-up.
+        self._waiting = self.hub.waiter()
         try:
-            return await self._waiting
+            return await self.hub.wait_on(self._waiting, timeout)
         except asyncio.CancelledError:
             if self.client_gone:
                 raise ClientGone from None

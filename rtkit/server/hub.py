@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
 
 from rtkit.log import LogEvent
 
@@ -21,13 +23,19 @@ class HubClosed(Exception):
     """The server is shutting down: stop waiting and end the connection."""
 
 
+def _expire(fut: asyncio.Future[bool]) -> None:
+    """A waiter's timeout: resolve it with False (a publish resolves it with True)."""
+    if not fut.done():
+        fut.set_result(False)
+
+
 class Hub:
     """Futures to resolve at the next publish. Use only on the server loop,
     except :meth:`on_publish`, which any thread may call."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._waiters: set[asyncio.Future[bool]] = set()
         self._wake_pending = False
         self.closed = False
         #: Open connections per transport ("sse", "ws", "longpoll"), for /stats and tests.
@@ -48,27 +56,49 @@ class Hub:
         waiters, self._waiters = self._waiters, set()
         for fut in waiters:
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(True)
 
-    async def wait(self, timeout: float | None) -> bool:
-        """Wait for the next publish; return False on timeout.
+    def wait(self, timeout: float | None) -> Coroutine[Any, Any, bool]:
+        """Wait for the next publish: ``await hub.wait(t)`` is False on timeout.
+
+        The waiter is registered by this call itself, not when the returned
+        coroutine first runs (a task created from it starts one loop turn
+        later): a caller that read the log, found nothing and calls ``wait``
+        before its next ``await`` is woken by any publish made after that read,
+        even one from another thread in between.
 
         Raises :class:`HubClosed` when the server shuts down. Cancelling the
         caller removes its waiter at once.
         """
+        return self.wait_on(self.waiter(), timeout)
+
+    def waiter(self) -> asyncio.Future[bool]:
+        """Register and return a future resolved (True) at the next publish.
+
+        Await it with :meth:`wait_on`; cancelling it stops the wait (a handler
+        whose client left does that). Raises :class:`HubClosed` after shutdown.
+        """
         if self.closed:
             raise HubClosed
-        fut: asyncio.Future[None] = self._loop.create_future()
+        fut: asyncio.Future[bool] = self._loop.create_future()
         self._waiters.add(fut)
+        return fut
+
+    async def wait_on(self, fut: asyncio.Future[bool], timeout: float | None) -> bool:
+        """Await a :meth:`waiter` future: True at a publish, False after ``timeout``
+        seconds; raises :class:`HubClosed` when the server shuts down."""
+        # A plain timer rather than asyncio.wait_for, which adds a future, two
+        # callbacks and a loop turn to every wake-up (it showed in fan-out profiles).
+        timer = None if timeout is None else self._loop.call_later(timeout, _expire, fut)
         try:
-            await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            return False
+            woken = await fut
         finally:
+            if timer is not None:
+                timer.cancel()
             self._waiters.discard(fut)
         if self.closed:
             raise HubClosed
-        return True
+        return woken
 
     @property
     def waiting(self) -> int:

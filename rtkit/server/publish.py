@@ -27,6 +27,8 @@ def _too_large(limit: int) -> BadRequest:
 class PublishHandler(BaseHandler):
     def prepare(self) -> None:
         super().prepare()
+        # A page of another origin must not publish here (a cross-site POST).
+        self.check_origin_header("publishing")
         self._body = bytearray()
         limit = self.config.max_payload
         length = self.request.headers.get("Content-Length")
@@ -44,6 +46,10 @@ class PublishHandler(BaseHandler):
         if content_type == "application/json" or content_type.endswith("+json"):
             try:
                 payload = json.loads(body)
+            except RecursionError:
+                raise BadRequest(
+                    "body JSON is nested too deeply to decode; send a flatter JSON value"
+                ) from None
             except ValueError as exc:
                 raise BadRequest(
                     f"body is not valid JSON ({exc}); send a JSON value with "

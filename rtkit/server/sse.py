@@ -52,6 +52,11 @@ class SSEHandler(HeldRequestMixin, BaseHandler):
     async def _stream(self, cursor: int) -> None:
         limit, heartbeat = self.config.batch_limit, self.config.heartbeat
         while True:
+            if self.log.last_id == cursor:  # nothing new: no need to slice the log
+                if not await self.wait_for_publish(heartbeat):
+                    self.write(encode_comment("heartbeat"))
+                    await self.flush()
+                continue
             found = self.log.after(cursor, limit)
             gap = slice_gap(found)
             if gap:
@@ -62,8 +67,4 @@ class SSEHandler(HeldRequestMixin, BaseHandler):
             if found.events:
                 self.write(b"".join(map(encode_log_event, found.events)))
                 cursor = found.events[-1].id
-            if gap or found.events:
-                await self.flush()
-            elif not await self.wait_for_publish(heartbeat):
-                self.write(encode_comment("heartbeat"))
-                await self.flush()
+            await self.flush()

@@ -1,0 +1,74 @@
+"""Fixtures shared by the test modules: real servers on port 0, and waiting on conditions.
+
+``server`` is a running :class:`rtkit.Server` (the unmanaged form, 127.0.0.1,
+port 0) stopped after the test; ``make_server(**settings)`` starts more, with
+any :class:`rtkit.ServerConfig` settings, all stopped after the test.
+
+Tests never sleep to synchronise: they wait for a condition with
+:func:`wait_until`, which polls it with short waits and fails with a message
+naming what did not happen (import it: ``from conftest import wait_until``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+import rtkit
+
+__all__ = ["wait_until"]
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 5.0,
+    *,
+    interval: float = 0.005,
+    message: str | None = None,
+) -> T:
+    """Poll ``predicate()`` until it returns something truthy; return that value.
+
+    Waits ``interval`` seconds between polls (doubling up to 50 ms, so a long
+    wait does not burn a loaded CPU). Raises ``AssertionError`` if ``timeout``
+    seconds pass first; the predicate is tried once more at the deadline.
+    """
+    deadline = time.monotonic() + timeout
+    delay = interval
+    while True:
+        value = predicate()
+        if value:
+            return value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            what = message or getattr(predicate, "__name__", repr(predicate))
+            raise AssertionError(f"condition not met within {timeout} s: {what}")
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.05)
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., rtkit.Server]]:
+    """Start servers with any settings (127.0.0.1, port 0); all stopped after the test."""
+    started: list[rtkit.Server] = []
+
+    def make(**settings: Any) -> rtkit.Server:
+        settings.setdefault("host", "127.0.0.1")
+        settings.setdefault("port", 0)
+        server = rtkit.Server(**settings).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., rtkit.Server]) -> rtkit.Server:
+    """A running server with the default settings, stopped after the test."""
+    return make_server()
