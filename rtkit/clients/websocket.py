@@ -51,6 +51,7 @@ class WebSocketClient(Client):
                 compression=None,  # plain frames, so bytes on the wire compare fairly
                 max_size=self.max_size,
                 ping_interval=None,  # the server pings; websockets answers by itself
+                close_timeout=1.0,  # stop() must not wait long for a close handshake
                 proxy=None,
                 user_agent_header="rtkit",
                 create_connection=self._connection_class,

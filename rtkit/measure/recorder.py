@@ -92,9 +92,12 @@ class Recorder:
         self._rows = []
         self._gaps = []
 
-    def to_dataframe(self) -> pd.DataFrame:
-        """All rows so far, in arrival order per client (see the module docstring)."""
-        rows = self._rows[:]  # a consistent snapshot: appends only ever add at the end
+    def to_dataframe(self, start: int = 0) -> pd.DataFrame:
+        """All rows so far, in arrival order per client (see the module docstring).
+
+        ``start`` skips the first ``start`` rows, so a live view can read only
+        what arrived since its last look (``len(recorder)`` then)."""
+        rows = self._rows[start:]  # a consistent snapshot: appends only ever add at the end
         names = ["transport", "client", "id", "published_ns", "arrived_ns",
                  "wire_bytes", "requests", "empty_responses"]
         df = pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(

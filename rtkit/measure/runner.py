@@ -170,8 +170,10 @@ class Experiment:
         except BaseException as exc:  # kept for result()
             self._error = exc
         finally:
-            self._teardown()
-            self._done.set()
+            try:
+                self._teardown()
+            finally:
+                self._done.set()  # even if a client fails to stop: `running` must end
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_timeout
