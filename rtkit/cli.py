@@ -65,9 +65,9 @@ def _compare(args: argparse.Namespace) -> int:
     csv_path, png_path = out / "receipts.csv", out / "compare.png"
     result.df.to_csv(csv_path, index=False)
     compare_figure(result.df, result.summary).savefig(png_path, dpi=110, bbox_inches="tight")
-    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 2):
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
         print()
-        print(result.summary.drop(columns=["server_cpu_s"]).to_string())
+        print(result.summary.drop(columns=["server_cpu_s"]).to_string(float_format=lambda x: f"{x:.3g}"))
     print(f"\n{len(result.df)} receipts -> {csv_path}\nplot -> {png_path}")
     return 0
 

@@ -1,0 +1,151 @@
+"""rtkit.netem: the emulating proxy adds delay, caps bandwidth, stalls and cuts."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import threading
+import time
+
+import pytest
+
+import rtkit
+from rtkit.netem import Conditions, NetworkEmulator
+
+from conftest import wait_until
+
+
+@pytest.fixture
+def proxy(server: rtkit.Server):
+    emulator = NetworkEmulator(server.url, seed=1).start()
+    yield emulator
+    emulator.stop()
+
+
+def round_trip(url_port: int, payload: bytes = b"x") -> float:
+    """Seconds for one tiny HTTP request through the proxy."""
+    with socket.create_connection(("127.0.0.1", url_port), timeout=10) as sock:
+        start = time.perf_counter()
+        sock.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        while sock.recv(65536):
+            pass
+        return time.perf_counter() - start
+
+
+def test_latency_is_added_in_each_direction(proxy: NetworkEmulator) -> None:
+    base = statistics.median(round_trip(proxy.port) for _ in range(3))
+    proxy.set(latency=0.1)
+    slow = statistics.median(round_trip(proxy.port) for _ in range(3))
+    # one request and one answer: two one-way delays of 100 ms
+    assert 0.19 <= slow - base <= 0.6
+
+
+def test_latency_changes_while_a_stream_flows(server: rtkit.Server, proxy: NetworkEmulator) -> None:
+    client = rtkit.SSEClient(proxy.url, since=0).start()
+    try:
+        server.publish(0)
+        assert client.wait_for(1)
+        proxy.set(latency=0.15)
+        server.publish(1)
+        assert client.wait_for(2)
+        fast, slow = (r.latency_ns / 1e6 for r in client.receipts)
+        assert slow >= 140 and slow > fast
+        assert client.stats.reconnects == 0  # the same connection carried both
+    finally:
+        client.stop()
+
+
+def test_bandwidth_cap(server: rtkit.Server, proxy: NetworkEmulator) -> None:
+    proxy.set(bandwidth=50_000)  # 50 kB/s
+    big = "y" * 25_000
+    server.publish(big)
+    start = time.perf_counter()
+    client = rtkit.ShortPollClient(proxy.url, since=0, interval=5).start()
+    try:
+        assert client.wait_for(1, timeout=10)
+        took = time.perf_counter() - start
+        assert took >= 0.4  # 25 kB at 50 kB/s is at least half a second
+    finally:
+        client.stop()
+
+
+def test_stall_holds_traffic_until_resumed(server: rtkit.Server, proxy: NetworkEmulator) -> None:
+    client = rtkit.WebSocketClient(proxy.url, since=0).start()
+    try:
+        wait_until(lambda: client.stats.connects == 1)
+        proxy.stall()
+        server.publish("held")
+        assert not client.wait_for(1, timeout=0.3)
+        proxy.resume()
+        assert client.wait_for(1, timeout=5)
+    finally:
+        client.stop()
+
+
+def test_cut_all_makes_clients_reconnect_and_resume() -> None:
+    fast = rtkit.Server(retry_ms=20).start()
+    try:
+        emulator = NetworkEmulator(fast.url).start()
+        clients = [
+            rtkit.make_client(t, emulator.url, since=0, reconnect_delay=0.02, **kw).start()
+            for t, kw in (("poll", {"interval": 0.02}), ("longpoll", {}), ("sse", {}), ("ws", {}))
+        ]
+        try:
+            wait_until(lambda: all(c.stats.connects >= 1 for c in clients))
+            for i in range(10):
+                fast.publish(i)
+            assert all(c.wait_for(10) for c in clients)
+            assert emulator.cut_all() >= 3
+            for i in range(10, 20):
+                fast.publish(i)
+            for c in clients:
+                assert c.wait_for(20), c
+                assert [r.id for r in c.receipts] == list(range(1, 21)), c.transport
+                assert c.stats.reconnects >= 1 or c.transport == "poll"
+        finally:
+            for c in clients:
+                c.stop()
+            emulator.stop()
+    finally:
+        fast.stop()
+
+
+def test_random_cuts_at_a_mean_interval(proxy: NetworkEmulator) -> None:
+    client = rtkit.ShortPollClient(proxy.url, since=0, interval=0.01, reconnect_delay=0.01).start()
+    try:
+        proxy.set(cut_every=0.05)
+        wait_until(lambda: proxy.stats()["cuts"] >= 5, timeout=10)
+    finally:
+        client.stop()
+        proxy.set(cut_every=None)
+
+
+def test_stop_closes_everything(server: rtkit.Server) -> None:
+    before = {t.name for t in threading.enumerate()}
+    emulator = NetworkEmulator(server.url).start()
+    client = rtkit.SSEClient(emulator.url).start()
+    wait_until(lambda: emulator.stats()["open"] == 1)
+    client.stop()
+    emulator.stop()
+    emulator.stop()  # idempotent
+    wait_until(lambda: {t.name for t in threading.enumerate()} <= before | {"rtkit-clients"})
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", emulator.port), timeout=1)
+
+
+@pytest.mark.parametrize(
+    "target", ["http://10.0.0.1:80", "http://example.com:80", "http://127.0.0.1", "nonsense"]
+)
+def test_only_loopback_targets(target: str) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        NetworkEmulator(target)
+
+
+@pytest.mark.parametrize(
+    "settings, word",
+    [({"latency": -1}, "latency"), ({"jitter": 100}, "jitter"), ({"bandwidth": 5}, "bandwidth"),
+     ({"cut_every": 0}, "cut_every")],
+)
+def test_bad_conditions_are_refused(settings: dict, word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        Conditions(**settings)
