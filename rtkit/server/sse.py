@@ -22,7 +22,12 @@ __all__ = ["SSEHandler", "encode_log_event"]
 
 
 def encode_log_event(event: LogEvent) -> bytes:
-    return encode(event_json(event), id=event.id)
+    data = event_json(event)
+    if "\n" in data or "\r" in data:  # JSON from append_json may hold line breaks
+        return encode(data, id=event.id)
+    # The common case, written directly: one ``id:`` and one ``data:`` line, exactly
+    # what encode() gives, without its checks (an int id and one line of data need none).
+    return f"id: {event.id}\ndata: {data}\n\n".encode()
 
 
 class SSEHandler(HeldRequestMixin, BaseHandler):
