@@ -1201,3 +1201,24 @@ def test_a_413_says_the_connection_closes(make_server: MakeServer) -> None:
     assert_refusal(answer, 413, "too large")
     assert answer.headers.get("Connection", "").lower() == "close"
     assert_serving(server, [])
+
+
+# ----------------------------------------------------------------------------- SSE encoding
+
+
+@pytest.mark.parametrize(
+    "data_json",
+    ['{"a":1}', '"text with \\n escaped"', '"caf\u00e9 \u2028 sep"', '[1,\n2]', '{"x":\r\n"y"}', "null"],
+)
+def test_sse_fast_encoding_matches_the_codec(data_json: str) -> None:
+    from rtkit.log import LogEvent
+    from rtkit.server.sse import encode_log_event
+    from rtkit.sse import SSEDecoder, encode
+    from rtkit.wire.envelope import event_json
+
+    event = LogEvent(42, data_json, 123)
+    wire = encode_log_event(event)
+    assert wire == encode(event_json(event), id=42)
+    (decoded,) = SSEDecoder().feed(wire)
+    assert json.loads(decoded.data) == json.loads(event_json(event).replace("\r", ""))
+    assert decoded.last_event_id == "42"

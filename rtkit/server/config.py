@@ -34,6 +34,8 @@ class ServerConfig:
     retry_ms          the SSE ``retry:`` value sent to clients
     max_payload       bytes accepted in one ``POST /publish`` body or WebSocket message
     batch_limit       most events in one ``/poll``/``/longpoll`` answer or one stream write
+    send_buffer       bytes a stream queues for one client before waiting for it to read
+    send_timeout      seconds a stream waits for a client to read before dropping it
     token             required from clients when set; mandatory off loopback
     allowed_origins   WebSocket ``Origin`` values accepted besides the server's own host
     """
@@ -45,6 +47,8 @@ class ServerConfig:
     retry_ms: int = 1000
     max_payload: int = DEFAULT_MAX_PAYLOAD
     batch_limit: int = 1000
+    send_buffer: int = 256 * 1024
+    send_timeout: float = 10.0
     token: str | None = None
     allowed_origins: tuple[str, ...] = field(default=())
 
@@ -59,6 +63,8 @@ class ServerConfig:
         positive("heartbeat", self.heartbeat, (int, float))
         positive("max_payload", self.max_payload, int)
         positive("batch_limit", self.batch_limit, int)
+        positive("send_buffer", self.send_buffer, int)
+        positive("send_timeout", self.send_timeout, (int, float))
         if isinstance(self.retry_ms, bool) or not isinstance(self.retry_ms, int) or self.retry_ms < 0:
             raise ValueError(f"retry_ms must be an int >= 0, got {self.retry_ms!r}")
         if self.token is not None and (not isinstance(self.token, str) or len(self.token) < 8):

@@ -40,6 +40,15 @@ class Hub:
         self.closed = False
         #: Open connections per transport ("sse", "ws", "longpoll"), for /stats and tests.
         self.connections: Counter[str] = Counter()
+        #: Connections the server ended, by reason ("slow_consumer").
+        self.dropped: Counter[str] = Counter()
+        #: The streaming connections' outboxes (see rtkit.server.outbox), for /stats.
+        self.outboxes: set[Any] = set()
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes written to streaming clients and not yet taken by them."""
+        return sum(box.pending for box in self.outboxes)
 
     # Any thread.
     def on_publish(self, _event: LogEvent) -> None:

@@ -83,6 +83,8 @@ class StatsHandler(BaseHandler):
                     "capacity": self.log.capacity,
                     "connections": dict(self.hub.connections),
                     "waiting": self.hub.waiting,
+                    "dropped": dict(self.hub.dropped),
+                    "buffered_bytes": self.hub.buffered_bytes,
                 }
             )
         )

@@ -169,6 +169,8 @@ class Server:
                 "first_retained": self.log.first_retained,
                 "connections": {k: v for k, v in self._hub.connections.items() if v},
                 "waiting": self._hub.waiting,
+                "dropped": dict(self._hub.dropped),
+                "buffered_bytes": self._hub.buffered_bytes,
             }
 
         return self._thread.run(read(), _STOP_TIMEOUT)

@@ -9,11 +9,14 @@ dead one. Events are written in batches: one write and one flush per wake-up.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from tornado.iostream import StreamClosedError
 
 from rtkit.log import LogEvent
 from rtkit.server.base import BaseHandler, ClientGone, HeldRequestMixin
 from rtkit.server.hub import HubClosed
+from rtkit.server.outbox import Outbox
 from rtkit.server.polling import slice_gap
 from rtkit.wire.envelope import event_json, gap_json
 from rtkit.wire.sse import encode, encode_comment
@@ -45,31 +48,42 @@ class SSEHandler(HeldRequestMixin, BaseHandler):
         self.write(b"retry: %d\n\n" % self.config.retry_ms)
         self.hub.connections["sse"] += 1
         try:
-            await self.flush()
-            await self._stream(cursor)
+            with Outbox(self.hub, self.config, "sse", self._disconnect) as outbox:
+                await self.flush()
+                await self._stream(cursor, outbox)
         except (StreamClosedError, ClientGone):
-            pass  # the client left
+            pass  # the client left, or was dropped as a slow consumer
         except HubClosed:
             pass  # the server stops: end the response cleanly
         finally:
             self.hub.connections["sse"] -= 1
 
-    async def _stream(self, cursor: int) -> None:
+    def _write(self, data: bytes) -> Awaitable[None]:
+        self.write(data)
+        return self.flush()
+
+    def _disconnect(self, reason: str) -> None:
+        # The client is not reading, so no last word can reach it: the reason
+        # goes to the log and to /stats ("dropped"), and the socket is closed.
+        self.request.connection.stream.close()  # type: ignore[attr-defined]
+
+    async def _stream(self, cursor: int, outbox: Outbox) -> None:
         limit, heartbeat = self.config.batch_limit, self.config.heartbeat
         while True:
             if self.log.last_id == cursor:  # nothing new: no need to slice the log
                 if not await self.wait_for_publish(heartbeat):
-                    self.write(encode_comment("heartbeat"))
-                    await self.flush()
+                    await outbox.send(self._write, encode_comment("heartbeat"))
                 continue
             found = self.log.after(cursor, limit)
             gap = slice_gap(found)
+            pieces: list[bytes] = []
             if gap:
                 # Tell the client, never serve a silent hole; the id makes a
                 # reconnect resume after the gap rather than report it again.
-                self.write(encode(gap_json(gap), event="gap", id=gap.first_id - 1))
+                pieces.append(encode(gap_json(gap), event="gap", id=gap.first_id - 1))
                 cursor = gap.first_id - 1
-            if found.events:
-                self.write(b"".join(map(encode_log_event, found.events)))
-                cursor = found.events[-1].id
-            await self.flush()
+            encoded, taken = outbox.batch(found.events, encode_log_event)
+            if taken:
+                pieces += encoded
+                cursor = found.events[taken - 1].id
+            await outbox.send(self._write, b"".join(pieces))

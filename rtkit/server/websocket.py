@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from typing import Any
 
 from tornado.iostream import StreamClosedError
@@ -33,6 +33,7 @@ from rtkit.clock import now_ns
 from rtkit.log import LogEvent, encode_payload
 from rtkit.server.base import RtkitHandlerMixin
 from rtkit.server.hub import HubClosed
+from rtkit.server.outbox import Outbox
 from rtkit.server.params import BadRequest
 from rtkit.server.polling import slice_gap
 from rtkit.wire.envelope import ws_event_json, ws_gap_json
@@ -42,6 +43,13 @@ __all__ = ["WebSocketEventsHandler"]
 
 #: Close code a server uses when it goes away (RFC 6455 §7.4.1).
 GOING_AWAY = 1001
+#: "an endpoint is terminating the connection because it has received a message
+#: that violates its policy" (RFC 6455 §7.4.1): here, not reading what it is sent.
+POLICY_VIOLATION = 1008
+
+
+def _event_frame(event: LogEvent) -> bytes:
+    return encode_frame(ws_event_json(event).encode())
 
 
 class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
@@ -77,26 +85,31 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
         self._pump_task = asyncio.ensure_future(self._pump(self._cursor))
 
     async def _pump(self, cursor: int) -> None:
+        outbox = Outbox(self.hub, self.config, "ws", self._disconnect)
         try:
-            while True:
-                if self.log.last_id == cursor:  # nothing new: no need to slice the log
-                    await self.hub.wait(None)
-                    continue
-                found = self.log.after(cursor, self.config.batch_limit)
-                gap = slice_gap(found)
-                if gap:
-                    self.write_message(ws_gap_json(gap))
-                    cursor = gap.first_id - 1
-                if found.events:
-                    cursor = found.events[-1].id
-                    await self._send_events(found.events)  # back-pressure: resolved once written
+            with outbox:
+                while True:
+                    if self.log.last_id == cursor:  # nothing new: no need to slice the log
+                        await self.hub.wait(None)
+                        continue
+                    found = self.log.after(cursor, self.config.batch_limit)
+                    gap = slice_gap(found)
+                    frames: list[bytes] = []
+                    if gap:
+                        frames.append(encode_frame(ws_gap_json(gap).encode()))
+                        cursor = gap.first_id - 1
+                    encoded, taken = outbox.batch(found.events, _event_frame)
+                    if taken:
+                        frames += encoded
+                        cursor = found.events[taken - 1].id
+                    await outbox.send(self._write_frames, b"".join(frames))
         except (WebSocketClosedError, StreamClosedError, asyncio.CancelledError):
             pass
         except HubClosed:
             self.close(GOING_AWAY, "server shutting down")
 
-    def _send_events(self, events: Sequence[LogEvent]) -> Awaitable[None]:
-        """Send each event as one text message, a whole batch in one socket write.
+    def _write_frames(self, frames: bytes) -> Awaitable[None]:
+        """Write ready-made frames in one socket write; resolved once the socket took them.
 
         Tornado's ``write_message`` costs a ``send`` syscall and a task per
         message; under load that made WebSocket the slowest transport. Frames
@@ -108,11 +121,15 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
         stream = None if conn is None or conn.is_closing() else conn.stream
         if stream is None:
             raise WebSocketClosedError()
-        frames = b"".join(encode_frame(ws_event_json(e).encode()) for e in events)
         try:
             return stream.write(frames)
         except StreamClosedError:
             raise WebSocketClosedError() from None
+
+    def _disconnect(self, reason: str) -> None:
+        # 1008, policy violation (RFC 6455 §7.4.1); Tornado aborts the socket if
+        # the client does not answer the close within a few seconds.
+        self.close(POLICY_VIOLATION, reason[:120])
 
     def on_message(self, message: str | bytes) -> None:
         try:
