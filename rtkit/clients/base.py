@@ -210,9 +210,15 @@ class Client:
         self._loop_thread.run(self._cancel(), timeout)
 
     async def _cancel(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        # Cancel until the task has ended: before Python 3.12, asyncio.wait_for
+        # swallows a cancellation that arrives as the call it awaits completes
+        # (a poll answered just then), and the client would run on for good.
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.05)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
 
     def __enter__(self) -> Client:
         if self._loop_thread is None:

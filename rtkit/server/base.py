@@ -149,7 +149,11 @@ class HeldRequestMixin(RtkitHandlerMixin):
     async def wait_for_publish(self, timeout: float | None) -> bool:
         """Wait for the next publish (False on timeout). Raises :class:`ClientGone`
         if the client leaves, ``HubClosed`` if the server shuts down."""
-        if self.client_gone:
+        # Tornado arranges to call on_connection_close only if the connection
+        # was still open once the request was read: a client that asked and
+        # hung up at once is only seen here, as a closed stream.
+        stream = getattr(self.request.connection, "stream", None)
+        if self.client_gone or (stream is not None and stream.closed()):
             raise ClientGone
         # The hub's own future, not a task wrapping the wait: cancelling it in
         # on_connection_close ends the wait just as well, without a task per wake-up.
