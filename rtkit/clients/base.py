@@ -16,6 +16,7 @@ import atexit
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -79,6 +80,7 @@ class ClientStats:
     missed: int = 0
     connects: int = 0
     reconnects: int = 0
+    dead_peers: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -90,6 +92,10 @@ def refusal_error(status: int, body: bytes) -> HTTPStatusError:
         message = body[:200].decode("utf-8", "replace")
     return HTTPStatusError(status, message)
 
+
+#: Seconds of silence before a streaming connection is taken as dead: three
+#: of the server's default heartbeats.
+DEFAULT_DEAD_AFTER = 45.0
 
 _client_loop: LoopThread | None = None
 _client_loop_lock = threading.Lock()
@@ -122,6 +128,9 @@ class Client:
     ``on_gap``         called on the client loop with each :class:`GapNotice`
     ``keep``           keep receipts in :attr:`receipts` (default True)
     ``reconnect_delay`` seconds before reconnecting after a connection error
+    ``dead_after``     seconds of silence (no data, no heartbeat) after which a
+                       connection is taken as dead and replaced; keep it a few
+                       times the server's heartbeat (default 15 s)
     ``token``          sent to servers that require one
 
     :meth:`start` returns at once; :meth:`stop` (any thread, idempotent) ends
@@ -141,6 +150,7 @@ class Client:
         on_gap: Callable[[GapNotice], None] | None = None,
         keep: bool = True,
         reconnect_delay: float = 1.0,
+        dead_after: float = DEFAULT_DEAD_AFTER,
         token: str | None = None,
     ) -> None:
         parts = urlsplit(url)
@@ -152,6 +162,8 @@ class Client:
             raise ValueError(f"since must be None (new events only), 0 (all) or an id > 0, got {since!r}")
         if reconnect_delay < 0:
             raise ValueError(f"reconnect_delay must be >= 0 seconds, got {reconnect_delay!r}")
+        if isinstance(dead_after, bool) or not isinstance(dead_after, (int, float)) or dead_after <= 0:
+            raise ValueError(f"dead_after must be a positive number of seconds, got {dead_after!r}")
         self.url = url.rstrip("/")
         self.host = parts.hostname
         self.port = parts.port or 80
@@ -159,6 +171,8 @@ class Client:
         self.since = since
         self.on_receipt, self.on_gap, self.keep = on_receipt, on_gap, keep
         self.reconnect_delay = reconnect_delay
+        self.dead_after = float(dead_after)
+        self._last_read = 0.0
         self.token = token
         self.stats = ClientStats()
         self.receipts: list[Receipt] = []
@@ -252,7 +266,7 @@ class Client:
         """
         while True:
             try:
-                await self._session()
+                await self._watched_session()
             except HTTPStatusError as exc:
                 if exc.status < 500:
                     raise
@@ -260,6 +274,33 @@ class Client:
             except (OSError, EOFError, ProtocolError, asyncio.TimeoutError) as exc:
                 self._note_failure(exc)
             await asyncio.sleep(self.retry_delay())
+
+    #: Streaming clients (SSE, WebSocket) expect bytes at least every heartbeat;
+    #: request/response clients bound each answer with a timeout instead.
+    watch_silence: ClassVar[bool] = False
+
+    async def _watched_session(self) -> None:
+        """Run a session; for a streaming client, end it as dead (``TimeoutError``)
+        when nothing at all arrives for ``dead_after`` seconds."""
+        if not self.watch_silence:
+            return await self._session()
+        self._last_read = time.monotonic()
+        session = asyncio.ensure_future(self._session())
+        try:
+            while True:
+                done, _ = await asyncio.wait({session}, timeout=self.dead_after / 4)
+                if done:
+                    return session.result()
+                if time.monotonic() - self._last_read > self.dead_after:
+                    self.stats.dead_peers += 1
+                    raise TimeoutError(
+                        f"no data or heartbeat for {self.dead_after:g} s (dead_after): "
+                        f"connection taken as dead"
+                    )
+        finally:
+            if not session.done():
+                session.cancel()
+                await asyncio.gather(session, return_exceptions=True)
 
     async def _session(self) -> None:
         """Connect, resume from :attr:`last_id` and receive until the connection ends."""
@@ -278,6 +319,7 @@ class Client:
 
     def count_read(self, nbytes: int) -> None:
         self.stats.bytes_read += nbytes
+        self._last_read = time.monotonic()
 
     def count_request(self) -> None:
         self.stats.requests += 1

@@ -16,9 +16,6 @@ from rtkit.wire.envelope import Batch, parse_batch
 
 __all__ = ["ShortPollClient", "LongPollClient"]
 
-#: Beyond the time a server may legitimately take, how long to wait for an answer.
-_ANSWER_TIMEOUT = 10.0
-
 
 class _BatchClient(Client):
     """Fetches batches of events from a polling endpoint on a kept-alive connection."""
@@ -40,17 +37,21 @@ class _BatchClient(Client):
 
     def answer_timeout(self) -> float:
         """Seconds to wait for an answer before taking the connection as dead."""
-        return _ANSWER_TIMEOUT
+        return self.dead_after
 
     async def fetch(self, **params: Any) -> Batch:
         """One request from the cursor; delivers what it brings, returns the batch."""
         assert self._conn is not None
         target = self.path + self.query(since=self.last_id, **params)
         self.count_request()
-        response = await asyncio.wait_for(
-            self._conn.request("GET", target, [("Accept", "application/json")]),
-            self.answer_timeout(),
-        )
+        try:
+            response = await asyncio.wait_for(
+                self._conn.request("GET", target, [("Accept", "application/json")]),
+                self.answer_timeout(),
+            )
+        except asyncio.TimeoutError:
+            self.stats.dead_peers += 1  # no answer in time: the connection is replaced
+            raise
         if response.status != 200:
             raise refusal_error(response.status, response.body)
         try:
@@ -116,7 +117,7 @@ class LongPollClient(_BatchClient):
         self.timeout = float(timeout)
 
     def answer_timeout(self) -> float:
-        return self.timeout + _ANSWER_TIMEOUT
+        return self.timeout + self.dead_after  # the hold itself, then the usual patience
 
     async def _poll_loop(self) -> None:
         while True:

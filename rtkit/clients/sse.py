@@ -23,6 +23,7 @@ __all__ = ["SSEClient"]
 
 class SSEClient(Client):
     transport = "sse"
+    watch_silence = True  # the server sends a comment heartbeat when idle
 
     def __init__(self, url: str, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)

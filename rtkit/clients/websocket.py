@@ -25,6 +25,7 @@ __all__ = ["WebSocketClient"]
 
 class WebSocketClient(Client):
     transport = "ws"
+    watch_silence = True  # the server pings when idle
 
     def __init__(self, url: str, *, max_size: int = 1 << 20, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)

@@ -65,6 +65,10 @@ class Experiment:
     server            a running server to use; by default one is started and stopped
     drain_timeout     seconds to wait after the last publish for deliveries
                       (default: poll interval + 2 s)
+    via               a URL the clients connect to instead of the server's, e.g. a
+                      :class:`rtkit.netem.NetworkEmulator` in front of it
+    client_options    more keyword arguments for every client (``dead_after``,
+                      ``reconnect_delay``, ...)
     """
 
     def __init__(
@@ -77,6 +81,8 @@ class Experiment:
         longpoll_timeout: float = 30.0,
         server: Server | None = None,
         drain_timeout: float | None = None,
+        via: str | None = None,
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         self.transports = tuple(dict.fromkeys(transports))
         unknown = [t for t in self.transports if t not in CLIENTS]
@@ -92,6 +98,8 @@ class Experiment:
         self.longpoll_timeout = longpoll_timeout
         self.drain_timeout = poll_interval + 2.0 if drain_timeout is None else drain_timeout
         self._given_server = server
+        self.via = via
+        self.client_options = dict(client_options or {})
         self.server: Server | None = None
         self.clients: list[Client] = []
         self.recorder = Recorder()
@@ -132,9 +140,9 @@ class Experiment:
         for transport in self.transports:
             for _ in range(self.clients_per_transport):
                 client = make_client(
-                    transport, self.server.url, since=since, keep=False,
+                    transport, self.via or self.server.url, since=since, keep=False,
                     on_receipt=self.recorder.add, on_gap=self.recorder.add_gap,
-                    **options.get(transport, {}),
+                    **options.get(transport, {}), **self.client_options,
                 )
                 self.clients.append(client.start())
         deadline = time.monotonic() + _CONNECT_TIMEOUT

@@ -7,6 +7,9 @@ never hidden:
 - ``lost``: expected (client, id) pairs never delivered (gaps included);
 - ``duplicated``: deliveries of an id the client already had;
 - ``out_of_order``: deliveries of an id lower than one the client already had.
+
+``gaps`` and ``missed_in_gaps`` count what the server reported as no longer
+retained: when ``lost == missed_in_gaps`` every loss was announced, none silent.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ SUMMARY_COLUMNS = [
     "duplicated",
     "out_of_order",
     "gaps",
+    "missed_in_gaps",
     "latency_p50_ms",
     "latency_p95_ms",
     "latency_p99_ms",
@@ -86,7 +90,9 @@ def summarize(
         delivered = int(known["delivered"].sum())
         lat = sub["latency_ms"].to_numpy()
         q = np.percentile(lat, [50, 95, 99]) if len(lat) else [np.nan] * 3
-        n_gaps = 0 if gaps is None else int((gaps["transport"] == transport).sum())
+        own_gaps = gaps[gaps["transport"] == transport] if gaps is not None else None
+        n_gaps = 0 if own_gaps is None else len(own_gaps)
+        missed = 0 if own_gaps is None else int(own_gaps["missed"].sum())
         spent = (totals or {}).get(transport) or {
             "requests": int(sub["requests"].sum()),
             "bytes_read": int(sub["wire_bytes"].sum()),
@@ -99,6 +105,7 @@ def summarize(
             "duplicated": int(known["duplicated"].sum()),
             "out_of_order": int(known["out_of_order"].sum()),
             "gaps": n_gaps,
+            "missed_in_gaps": missed,
             "latency_p50_ms": q[0],
             "latency_p95_ms": q[1],
             "latency_p99_ms": q[2],
