@@ -22,6 +22,10 @@ from rtkit.wire.envelope import Gap, Received, parse_ws_message
 
 __all__ = ["WebSocketClient"]
 
+#: RFC 6455 §7.4.1: "an endpoint is "going away", such as a server going down
+#: or a browser having navigated away from a page".
+GOING_AWAY = 1001
+
 
 class WebSocketClient(Client):
     transport = "ws"
@@ -59,8 +63,14 @@ class WebSocketClient(Client):
             ) as ws:
                 self._ws = ws
                 self.count_connect()
-                async for message in ws:
-                    self._on_message(message, now_ns())
+                try:
+                    async for message in ws:
+                        self._on_message(message, now_ns())
+                except asyncio.CancelledError:
+                    # stop(): say goodbye properly, 1001 "going away" (RFC 6455
+                    # §7.4.1), rather than the 1011 an abandoned connection gets.
+                    await ws.close(GOING_AWAY, "client stopping")
+                    raise
         except InvalidStatus as exc:
             raise refusal_error(exc.response.status_code, exc.response.body or b"") from None
         except (ConnectionClosed, InvalidHandshake) as exc:
