@@ -11,15 +11,17 @@ naming what did not happen (import it: ``from conftest import wait_until``).
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import psutil
 import pytest
 
 import rtkit
 
-__all__ = ["wait_until"]
+__all__ = ["wait_until", "poll_until", "open_fds", "listening_ports", "refuses_connections"]
 
 T = TypeVar("T")
 
@@ -49,6 +51,36 @@ def wait_until(
             raise AssertionError(f"condition not met within {timeout} s: {what}")
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, 0.05)
+
+
+def poll_until(predicate: Callable[[], object], timeout: float = 20.0) -> bool:
+    """Like :func:`wait_until`, but answers True/False instead of raising
+    (for ``assert poll_until(...), <details>``)."""
+    try:
+        wait_until(predicate, timeout)
+    except AssertionError:
+        return False
+    return True
+
+
+def open_fds() -> int:
+    """File descriptors this process holds open."""
+    return psutil.Process().num_fds()
+
+
+def listening_ports() -> set[int]:
+    """TCP ports this process listens on."""
+    conns = psutil.Process().net_connections(kind="tcp")
+    return {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
+
+
+def refuses_connections(port: int) -> bool:
+    """True when nothing accepts connections on 127.0.0.1:``port`` any more."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 @pytest.fixture

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-import psutil
 import pytest
 
 import rtkit
@@ -33,39 +31,19 @@ from rtkit.exceptions import ClientError
 from rtkit.wire.sse import SSEDecoder
 from rtkit.wire.wsframes import FrameParser, Opcode, accept_key, split_handshake
 
+from conftest import poll_until, open_fds, listening_ports, refuses_connections
+
 #: Generous for a loaded 2-core machine; a passing test never waits this long.
 TIMEOUT = 20.0
 FD_SLACK = 4
 
-
-def poll_until(predicate: Callable[[], object], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        time.sleep(0.005)
-    return True
 
 
 def tap_threads() -> int:
     return sum(1 for t in threading.enumerate() if t.name == "rtkit-wiretap")
 
 
-def open_fds() -> int:
-    return psutil.Process().num_fds()
 
-
-def listening_ports() -> set[int]:
-    conns = psutil.Process().net_connections(kind="tcp")
-    return {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
-
-
-def refuses_connections(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 def header_value(head: bytes, name: str) -> str:

@@ -28,6 +28,8 @@ from rtkit.clients import (
 )
 from rtkit.clock import now_ns
 
+from conftest import poll_until
+
 TRANSPORTS = ["poll", "longpoll", "sse", "ws"]
 #: Generous for a loaded 2-core machine; a passing test never waits this long.
 TIMEOUT = 20.0
@@ -37,18 +39,6 @@ URL = "http://127.0.0.1:1"
 
 # ----------------------------------------------------------------------------- helpers
 
-
-def poll_until(
-    predicate: Callable[[], object], timeout: float = TIMEOUT, interval: float = 0.005
-) -> bool:
-    """Call ``predicate`` until it is true or ``timeout`` seconds pass; return its last truth."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        time.sleep(interval)
 
 
 def new_client(transport: str, url: str, **kwargs: Any) -> Client:

@@ -15,34 +15,20 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-import psutil
 import pytest
 
 import rtkit
 from rtkit.clients import Client, make_client
+
+from conftest import poll_until, open_fds, listening_ports, refuses_connections
 
 TIMEOUT = 20.0
 #: Descriptors a test may leave open for reasons of its own (lazy imports, caches).
 FD_SLACK = 4
 
 
-def poll_until(
-    predicate: Callable[[], object], timeout: float = TIMEOUT, interval: float = 0.005
-) -> bool:
-    """Call ``predicate`` until it is true or ``timeout`` seconds pass; return its last truth."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        time.sleep(interval)
-
-
-def open_fds() -> int:
-    return psutil.Process().num_fds()
 
 
 def thread_names() -> Counter[str]:
@@ -58,11 +44,6 @@ def server_threads() -> int:
     return sum(1 for t in threading.enumerate() if t.name == "rtkit-server")
 
 
-def listening_ports() -> set[int]:
-    """TCP ports this process listens on."""
-    connections = psutil.Process().net_connections(kind="tcp")
-    return {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN}
-
 
 def get_stats(port: int) -> dict[str, object]:
     """One real request: ``GET /stats``, answered 200 with JSON."""
@@ -76,13 +57,6 @@ def get_stats(port: int) -> dict[str, object]:
     finally:
         conn.close()
 
-
-def refuses_connections(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 def can_bind(port: int) -> bool:
