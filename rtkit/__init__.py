@@ -16,6 +16,7 @@ True
 >>> client.stop(); server.stop()
 """
 
+from rtkit.browser import show_browser
 from rtkit.clients import (
     LongPollClient,
     Receipt,
@@ -30,6 +31,7 @@ from rtkit.server import Server, ServerConfig, start_server
 __all__ = [
     "start_server",
     "Server",
+    "show_browser",
     "ServerConfig",
     "ShortPollClient",
     "LongPollClient",

@@ -18,10 +18,13 @@ What it provides:
     ``RTKIT_REQUIRE_BROWSER=1`` is set (``.ci/run`` sets it), fails it instead,
     so CI can never pass by silently skipping the browser tests.
 
-``browser`` (pytest fixture, session scope)
-    A ``playwright.sync_api.Browser`` (headless Chromium) shared by the whole
-    session, closed (with Playwright stopped) at the end. Make a fresh
-    ``browser.new_context()`` / ``new_page()`` per test and close it after.
+``browser`` (pytest fixture, module scope)
+    A ``playwright.sync_api.Browser`` (headless Chromium) shared by the tests
+    of one module, closed (with Playwright stopped) when the module ends. Not
+    session scope: Playwright's sync API keeps its event loop set as the main
+    thread's running loop until it stops, which would make ``asyncio.run()``
+    fail in every test module after it. Make a fresh ``browser.new_context()``
+    / ``new_page()`` per test and close it after.
 """
 
 from __future__ import annotations
@@ -82,9 +85,9 @@ def launch(playwright: Any) -> Any:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium ``Browser`` for the session; closed with Playwright at the end."""
+    """A headless Chromium ``Browser`` for one module; closed with Playwright at its end."""
     sync_api = chromium_or_skip()
     playwright = sync_api.sync_playwright().start()
     try:
