@@ -64,7 +64,7 @@ from urllib.parse import urlencode, urlsplit
 
 from rtkit.clients.base import Receipt
 from rtkit.clock import now_ns
-from rtkit.exceptions import RtkitError
+from rtkit.exceptions import BrowserUnavailable, RtkitError
 from rtkit.loopthread import LoopThread
 from rtkit.server import Server
 from rtkit.server.browser import (
@@ -126,10 +126,6 @@ CHROMIUM_ENV = "RTKIT_CHROMIUM"
 _LAUNCH_TIMEOUT = 60.0
 
 logger = logging.getLogger("rtkit.browser")
-
-
-class BrowserUnavailable(RtkitError):
-    """No browser can be driven here: Playwright or Chromium is missing, or did not start."""
 
 
 # -- the clock ---------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ The tree::
     RtkitError
     ├── ProtocolError          bytes on the wire broke a protocol rule (the peer's fault)
     ├── ServerError            the in-kernel server could not start or was used wrongly
-    └── ClientError            a client could not do what was asked
-        └── HTTPStatusError    the server answered with a 4xx/5xx (carries status and the JSON error)
+    ├── ClientError            a client could not do what was asked
+    │   └── HTTPStatusError    the server answered with a 4xx/5xx (carries status and the JSON error)
+    └── BrowserUnavailable     no browser can be driven here (Playwright or Chromium missing)
 
 Plain ``ValueError``/``TypeError`` are used for bad arguments passed in Python
 (the caller's fault), as the standard library does.
@@ -20,6 +21,7 @@ __all__ = [
     "ServerError",
     "ClientError",
     "HTTPStatusError",
+    "BrowserUnavailable",
 ]
 
 
@@ -46,3 +48,7 @@ class HTTPStatusError(ClientError):
         super().__init__(f"HTTP {status}: {error}")
         self.status = status
         self.error = error
+
+
+class BrowserUnavailable(RtkitError):
+    """No browser can be driven here: Playwright or Chromium is missing, or did not start."""
