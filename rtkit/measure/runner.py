@@ -146,13 +146,33 @@ class Experiment:
                 )
                 self.clients.append(client.start())
         deadline = time.monotonic() + _CONNECT_TIMEOUT
-        while any(c.stats.connects == 0 and c.running for c in self.clients):
+        while not self._subscribed():
             if time.monotonic() > deadline:
-                raise RtkitError("clients did not connect within 10 s")
+                raise RtkitError(f"clients did not subscribe within {_CONNECT_TIMEOUT:g} s")
             self._stop.wait(0.005)
         failed = [c for c in self.clients if c.error is not None]
         if failed:
             raise RtkitError(f"client {failed[0].name} failed: {failed[0].error}")
+
+    def _subscribed(self) -> bool:
+        """Every client's request has reached the server (a failed client counts as
+        done: setup reports it). An open TCP connection is not enough: behind a
+        slow network the request itself is still on its way, and the first
+        messages would be timed from before the client was listening."""
+        assert self.server is not None
+        if any(c.running and c.stats.connects == 0 for c in self.clients):
+            return False
+        # Short polls: the first answer came back.
+        if any(c.running and c.transport == "poll" and c.stats.empty_responses + c.stats.events == 0
+               for c in self.clients):
+            return False
+        # Held requests and streams: the server holds one per client.
+        held = self.server.stats()["connections"]
+        wanted: dict[str, int] = {}
+        for c in self.clients:
+            if c.running and c.transport != "poll":
+                wanted[c.transport] = wanted.get(c.transport, 0) + 1
+        return all(held.get(t, 0) >= n for t, n in wanted.items())
 
     def _run(self) -> None:
         assert self.server is not None
