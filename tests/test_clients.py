@@ -9,23 +9,27 @@ sleeps to synchronise: tests wait on conditions with a timeout, either with
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from websockets.sync.server import serve
 
 import rtkit
 from rtkit.clients import (
     CLIENTS,
     Client,
     LongPollClient,
+    Receipt,
     ShortPollClient,
     SSEClient,
     WebSocketClient,
     make_client,
 )
+from rtkit.clients.http import HTTPConnection
 from rtkit.clock import now_ns
 
 from conftest import poll_until
@@ -333,6 +337,42 @@ def test_on_receipt_sees_every_event_on_the_client_loop(
     assert client.stats.events == 50
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_failing_on_receipt_ends_the_client_with_its_error(
+    live_server: rtkit.Server, clients: list[Client], transport: str
+) -> None:
+    def refuse(receipt: Receipt) -> None:
+        raise RuntimeError(f"cannot take {receipt.id}")
+
+    client = new_client(transport, live_server.url, since=0, on_receipt=refuse).start()
+    clients.append(client)
+    live_server.publish("x")
+    assert poll_until(lambda: not client.running), client
+    assert isinstance(client.error, RuntimeError) and "cannot take 1" in str(client.error)
+
+
+def test_websocket_client_assembles_a_fragmented_message(clients: list[Client]) -> None:
+    """RFC 6455 §5.4: a message may come as several frames; the client takes it whole."""
+    event = {"type": "event", "id": 1, "published_ns": now_ns(), "data": {"text": "x" * 300}}
+    text = json.dumps(event)
+
+    def handler(ws: Any) -> None:
+        ws.send(json.dumps({"type": "hello", "last_id": 0}))
+        ws.send([text[:100], text[100:250], text[250:]])  # three frames, one message
+        ws.recv()  # until the client leaves
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        port = server.socket.getsockname()[1]
+        client = WebSocketClient(f"http://127.0.0.1:{port}", since=0).start()
+        clients.append(client)
+        assert client.wait_for(1, timeout=TIMEOUT), client
+        assert client.receipts[0].data == event["data"]
+        client.stop()
+        server.shutdown()
+
+
 def test_websocket_round_trip(live_server: rtkit.Server, clients: list[Client]) -> None:
     client = WebSocketClient(live_server.url).start()
     clients.append(client)
@@ -346,6 +386,76 @@ def test_websocket_round_trip(live_server: rtkit.Server, clients: list[Client]) 
 def test_websocket_round_trip_needs_a_started_client(live_server: rtkit.Server) -> None:
     with pytest.raises(rtkit.ClientError, match="not started"):
         WebSocketClient(live_server.url).round_trip_ns()
+
+
+# ----------------------------------------------------------------------------- HTTPConnection
+
+
+async def one_answer_server(answers: list[bytes]) -> tuple[asyncio.Server, int]:
+    """Each connection gets the next of ``answers`` to its first request, then is closed."""
+
+    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answers.pop(0))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve_one, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_http_connection_closed_while_idle_fails_its_next_request_then_reopens() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def scenario() -> None:
+        server, port = await one_answer_server([ok, ok])
+        read: list[int] = []
+        conn = HTTPConnection("127.0.0.1", port, on_read=read.append)
+        try:
+            assert (await conn.request("GET", "/")).body == b"ok"
+            await asyncio.sleep(0.05)  # the server closed the kept-alive connection meanwhile
+            with pytest.raises(ConnectionResetError):
+                await conn.request("GET", "/")
+            assert (await conn.request("GET", "/")).body == b"ok"  # a new connection
+            assert sum(read) == 2 * len(ok)
+        finally:
+            conn.close()
+            server.close()
+
+    asyncio.run(scenario())
+
+
+def test_http_connection_streams_a_200_body_and_reads_a_refusal_whole() -> None:
+    streamed = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    refused = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nnope"
+
+    async def scenario() -> None:
+        server, port = await one_answer_server([streamed, refused, streamed])
+
+        async def stream(on_body: Callable[[bytes, int], None]) -> Any:
+            conn = HTTPConnection("127.0.0.1", port)  # the server answers once per connection
+            try:
+                return await conn.stream("GET", "/", [], on_body)
+            finally:
+                conn.close()
+
+        pieces: list[bytes] = []
+        try:
+            response = await stream(lambda data, read_ns: pieces.append(data))
+            assert (response.status, response.body, b"".join(pieces)) == (200, b"", b"abcde")
+            pieces.clear()
+            response = await stream(lambda data, read_ns: pieces.append(data))
+            assert (response.status, response.body, pieces) == (400, b"nope", [])
+
+            def refuse(data: bytes, read_ns: int) -> None:
+                raise ValueError("not for me")
+
+            with pytest.raises(ValueError, match="not for me"):
+                await stream(refuse)
+        finally:
+            server.close()
+
+    asyncio.run(scenario())
 
 
 # ----------------------------------------------------------------------------- arguments

@@ -184,6 +184,8 @@ class Client:
         self._task: asyncio.Task[None] | None = None
         self._started = threading.Event()
         self._changed = threading.Condition()
+        #: Threads blocked in wait_for(); a delivery notifies only when there are some.
+        self._waiters = 0
         self._attributed_bytes = 0
         self._attributed_requests = 0
         self._attributed_empty = 0
@@ -255,7 +257,13 @@ class Client:
             )
 
         with self._changed:
-            self._changed.wait_for(lambda: met() or (self._task is not None and self._task.done()), timeout)
+            self._waiters += 1
+            try:
+                self._changed.wait_for(
+                    lambda: met() or (self._task is not None and self._task.done()), timeout
+                )
+            finally:
+                self._waiters -= 1
         return met()
 
     # -- for subclasses (client loop only) ---------------------------------------------
@@ -293,6 +301,7 @@ class Client:
                     return session.result()
                 if time.monotonic() - self._last_read > self.dead_after:
                     self.stats.dead_peers += 1
+                    self._give_up_session()
                     raise TimeoutError(
                         f"no data or heartbeat for {self.dead_after:g} s (dead_after): "
                         f"connection taken as dead"
@@ -305,6 +314,11 @@ class Client:
     async def _session(self) -> None:
         """Connect, resume from :attr:`last_id` and receive until the connection ends."""
         raise NotImplementedError
+
+    def _give_up_session(self) -> None:
+        """The running session is taken as dead and about to be cancelled: take
+        nothing more from its connection, even what arrives before the
+        cancellation reaches it (streaming clients deliver from read callbacks)."""
 
     def retry_delay(self) -> float:
         """Seconds to wait before the next session."""
@@ -363,8 +377,12 @@ class Client:
                 self.on_receipt(receipt)
         s.events += len(events)
         self.last_id = max(self.last_id or 0, events[-1].id)
-        with self._changed:
-            self._changed.notify_all()
+        # Taking the lock costs more than the rest of a delivery, and nobody waits
+        # in the common case. A waiter counts itself under the lock before it
+        # checks the stats, which are updated above: it sees them or is notified.
+        if self._waiters:
+            with self._changed:
+                self._changed.notify_all()
 
     def report_gap(self, gap: Gap, arrived_ns: int | None = None) -> None:
         """Surface a gap the server reported; the cursor moves past it."""

@@ -15,7 +15,6 @@ from rtkit.clients.base import Client, refusal_error
 from rtkit.clients.http import HTTPConnection
 from rtkit.exceptions import ProtocolError
 from rtkit.wire.envelope import Received, parse_event, parse_gap
-from rtkit.wire.http1 import ResponseHead
 from rtkit.wire.sse import SSEDecoder
 
 __all__ = ["SSEClient"]
@@ -47,22 +46,17 @@ class SSEClient(Client):
         else:
             target = "/sse" + self.query(since=self.last_id)
         self.count_request()
-        refused: int | None = None
-        refusal_body: list[bytes] = []
         try:
-            async for item in self._conn.stream("GET", target, headers):
-                if isinstance(item, ResponseHead):
-                    refused = item.status if item.status != 200 else None
-                elif refused is not None:
-                    refusal_body.append(item[0])
-                else:
-                    data, read_ns = item
-                    self._on_events(self.decoder.feed(data), read_ns)
+            response = await self._conn.stream("GET", target, headers, self._on_body)
         finally:
             self.decoder.close()  # an unfinished event is discarded, ids and retry kept
             self._close()
-        if refused is not None:
-            raise refusal_error(refused, b"".join(refusal_body))
+        if response.status != 200:
+            raise refusal_error(response.status, response.body)
+
+    def _on_body(self, data: bytes, read_ns: int) -> None:
+        """Each piece of the body as it is read (in the connection's read callback)."""
+        self._on_events(self.decoder.feed(data), read_ns)
 
     def _on_events(self, events: list[Any], read_ns: int) -> None:
         batch: list[Received] = []
@@ -78,6 +72,9 @@ class SSEClient(Client):
             except (ValueError, KeyError, TypeError) as exc:
                 raise ProtocolError(f"SSE event is not an rtkit event: {ev.data[:80]!r} ({exc})") from None
         self.deliver(batch, read_ns)
+
+    def _give_up_session(self) -> None:
+        self._close()
 
     def _close(self) -> None:
         if self._conn is not None:

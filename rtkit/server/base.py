@@ -137,7 +137,7 @@ class ClientGone(Exception):
 
 
 class HeldRequestMixin(RtkitHandlerMixin):
-    """A request held open while waiting for publishes (long poll, SSE stream).
+    """A request held open while waiting for a publish (the long poll).
 
     :meth:`wait_for_publish` is cancelled the moment the client disconnects, so
     its waiter is dropped at once instead of lingering until a timeout.

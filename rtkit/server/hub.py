@@ -1,10 +1,23 @@
-"""Wakes the coroutines waiting for new events, on the server's own loop.
+"""Wakes everything waiting for new events, on the server's own loop.
 
 The log calls :meth:`Hub.on_publish` in whatever thread published. That only
 schedules one wake-up on the server loop (coalesced: a burst of publishes costs
 one ``call_soon_threadsafe``), which is the single door between threads.
-Waiters then read the log themselves from their own cursor, so each one gets
-everything it has not seen, in batches, whatever the publish rate.
+
+Two kinds of readers wait:
+
+- long polls await a :meth:`Hub.waiter` future and then read the log
+  themselves from their own cursor;
+- streams (SSE, WebSocket) are :class:`~rtkit.server.outbox.Outbox` objects
+  the hub feeds directly: at a wake-up it asks each one to
+  :meth:`~rtkit.server.outbox.Outbox.pump`, which writes what it has not seen,
+  using bytes encoded once for every stream at the same cursor
+  (:class:`SharedBatches`). No coroutine is resumed per stream and no timer is
+  armed per write: one periodic sweep (:meth:`Hub._sweep`) sends heartbeats and
+  drops slow consumers for all of them.
+
+Either way each reader gets everything it has not seen, in batches, whatever
+the publish rate.
 """
 
 from __future__ import annotations
@@ -12,11 +25,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rtkit.log import LogEvent
 
-__all__ = ["Hub", "HubClosed"]
+if TYPE_CHECKING:
+    from rtkit.server.outbox import Framing, Outbox
+
+__all__ = ["Hub", "HubClosed", "SharedBatches"]
 
 
 class HubClosed(Exception):
@@ -29,9 +45,47 @@ def _expire(fut: asyncio.Future[bool]) -> None:
         fut.set_result(False)
 
 
+class SharedBatches:
+    """Encoded writes shared by streams: ``(framing, cursor)`` -> ``(bytes, next cursor)``.
+
+    An entry is made by the first outbox at that cursor
+    (:meth:`~rtkit.server.outbox.Outbox.next_batch`) and reused by the others.
+    It stays valid while the log's ``last_id`` does (the log changes only by
+    appending, so the slice after a cursor depends on nothing else); all
+    entries go when it moves, and when they hold more than ``max_bytes``
+    (streams spread over many cursors, such as slow readers catching up, share
+    nothing anyway). All outboxes of a hub read the same log.
+    """
+
+    def __init__(self, max_bytes: int = 4 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._last_id = -1
+        self._bytes = 0
+        self._memo: dict[tuple[Framing, int], tuple[bytes, int]] = {}
+
+    def get(self, box: Outbox) -> tuple[bytes, int]:
+        last_id = box.log.last_id
+        if last_id != self._last_id or self._bytes > self.max_bytes:
+            self._memo.clear()
+            self._last_id, self._bytes = last_id, 0
+        key = (box.framing, box.cursor)
+        found = self._memo.get(key)
+        if found is None:
+            # A publish may land between the read of last_id and the slice: the
+            # entry then goes further than last_id, which is still a correct
+            # answer for this cursor (what follows a cursor only grows).
+            found = self._memo[key] = box.next_batch()
+            self._bytes += len(found[0])
+        return found
+
+
 class Hub:
-    """Futures to resolve at the next publish. Use only on the server loop,
-    except :meth:`on_publish`, which any thread may call."""
+    """Long-poll futures and stream outboxes to serve at the next publish.
+
+    Use only on the server loop, except :meth:`on_publish`, which any thread
+    may call. The hub calls an outbox's ``pump()`` at each publish,
+    ``tick(now)`` at each sweep and ``shutdown()`` when the server stops.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -42,13 +96,54 @@ class Hub:
         self.connections: Counter[str] = Counter()
         #: Connections the server ended, by reason ("slow_consumer").
         self.dropped: Counter[str] = Counter()
-        #: The streaming connections' outboxes (see rtkit.server.outbox), for /stats.
-        self.outboxes: set[Any] = set()
+        #: The streaming connections being fed (see rtkit.server.outbox).
+        self.outboxes: set[Outbox] = set()
+        self.batches = SharedBatches()
+        self._sweep_every: float | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
 
     @property
     def buffered_bytes(self) -> int:
         """Bytes written to streaming clients and not yet taken by them."""
         return sum(box.pending for box in self.outboxes)
+
+    # -- streams ---------------------------------------------------------------------
+    def attach(self, box: Outbox) -> None:
+        """Feed ``box`` from now on, starting with what it has not seen.
+        Raises :class:`HubClosed` after shutdown."""
+        if self.closed:
+            raise HubClosed
+        self.outboxes.add(box)  # before the first read of the log: no publish is missed
+        self._schedule_sweep(min(box.config.heartbeat, box.config.send_timeout) / 4)
+        box.pump()
+
+    def detach(self, box: Outbox) -> None:
+        """Stop feeding ``box`` (idempotent); its owner calls this through ``box.end``."""
+        self.outboxes.discard(box)
+
+    def _schedule_sweep(self, every: float) -> None:
+        """Sweep every ``every`` seconds (the shortest asked for) while streams are open.
+
+        A quarter of the heartbeat and of send_timeout: a quiet stream is then
+        silent for at most 1.25 heartbeats, a slow consumer dropped at most
+        1.25 send_timeouts after its write."""
+        if self._sweep_every is None or every < self._sweep_every:
+            self._sweep_every = every
+            if self._sweep_timer is not None:
+                self._sweep_timer.cancel()
+                self._sweep_timer = None
+        if self._sweep_timer is None:
+            self._sweep_timer = self._loop.call_later(self._sweep_every, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweep_timer = None
+        now = self._loop.time()
+        for box in list(self.outboxes):  # a tick may end a stream, which detaches it
+            box.tick(now)
+        if self.outboxes and self._sweep_every is not None and not self.closed:
+            self._sweep_timer = self._loop.call_later(self._sweep_every, self._sweep)
+        else:
+            self._sweep_every = None  # the next stream to attach starts it again
 
     # Any thread.
     def on_publish(self, _event: LogEvent) -> None:
@@ -62,6 +157,11 @@ class Hub:
     # Server loop only.
     def _wake_all(self) -> None:
         self._wake_pending = False
+        self._release_waiters()
+        for box in list(self.outboxes):  # a write may end a stream, which detaches it
+            box.pump()
+
+    def _release_waiters(self) -> None:
         waiters, self._waiters = self._waiters, set()
         for fut in waiters:
             if not fut.done():
@@ -111,10 +211,17 @@ class Hub:
 
     @property
     def waiting(self) -> int:
-        """Coroutines currently waiting for a publish."""
-        return len(self._waiters)
+        """Long polls and streams currently waiting for a publish (streams that
+        sent everything and have no write pending)."""
+        return len(self._waiters) + sum(box.caught_up for box in self.outboxes)
 
     def close(self) -> None:
-        """Release every waiter with :class:`HubClosed` (server shutdown)."""
+        """Server shutdown: release every waiter with :class:`HubClosed` and end
+        every stream (SSE responses finish, WebSockets close with 1001)."""
         self.closed = True
-        self._wake_all()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        self._release_waiters()
+        for box in list(self.outboxes):
+            box.shutdown()

@@ -4,24 +4,27 @@ The stream opens with a ``retry:`` field and a comment, then sends every event
 with an ``id:`` line (so a reconnecting browser sends ``Last-Event-ID``) and the
 event object as ``data:``. A comment heartbeat goes out when nothing was sent
 for ``heartbeat`` seconds, so proxies and clients can tell a quiet stream from a
-dead one. Events are written in batches: one write and one flush per wake-up.
+dead one.
+
+After the response head, the hub feeds the stream (:mod:`rtkit.server.outbox`):
+each write is one HTTP/1.1 chunk holding a batch of events, built once for every
+stream at the same cursor and written straight to the connection's socket stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
 
 from tornado.iostream import StreamClosedError
 
 from rtkit.log import LogEvent
-from rtkit.server.base import BaseHandler, ClientGone, HeldRequestMixin
+from rtkit.server.base import BaseHandler
 from rtkit.server.hub import HubClosed
-from rtkit.server.outbox import Outbox
-from rtkit.server.polling import slice_gap
-from rtkit.wire.envelope import event_json, gap_json
+from rtkit.server.outbox import Ending, Framing, Outbox
+from rtkit.wire.envelope import Gap, event_json, gap_json
 from rtkit.wire.sse import encode, encode_comment
 
-__all__ = ["SSEHandler", "encode_log_event"]
+__all__ = ["SSEFraming", "SSEHandler", "encode_log_event", "http_chunk"]
 
 
 def encode_log_event(event: LogEvent) -> bytes:
@@ -33,7 +36,43 @@ def encode_log_event(event: LogEvent) -> bytes:
     return f"id: {event.id}\ndata: {data}\n\n".encode()
 
 
-class SSEHandler(HeldRequestMixin, BaseHandler):
+def http_chunk(body: bytes) -> bytes:
+    """``body`` as one chunk of a chunked HTTP/1.1 body (RFC 9112 §7.1:
+    ``chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF``, size in hex).
+    Tornado frames the response this way; an empty body would end it, so never pass one."""
+    return b"%x\r\n%b\r\n" % (len(body), body)
+
+
+class SSEFraming(Framing):
+    """Events as SSE fields; each write one HTTP/1.1 chunk when ``chunked``."""
+
+    transport = "sse"
+
+    def __init__(self, chunked: bool) -> None:
+        self.chunked = chunked
+        self.heartbeat = self.wrap(encode_comment("heartbeat"))
+
+    def event(self, event: LogEvent) -> bytes:
+        return encode_log_event(event)
+
+    def gap(self, gap: Gap) -> bytes:
+        # The id makes a reconnect resume after the gap rather than report it again.
+        return encode(gap_json(gap), event="gap", id=gap.first_id - 1)
+
+    def wrap(self, body: bytes) -> bytes:
+        return http_chunk(body) if self.chunked else body
+
+
+#: RFC 9112 §6.1: "A server MUST NOT send a response containing Transfer-Encoding
+#: unless the corresponding request indicates HTTP/1.1 (or later minor
+#: revisions)". Tornado follows that rule for the head; the body written here
+#: must match it: chunks for HTTP/1.1, the bare stream (ended by closing) for 1.0.
+SSE_CHUNKED, SSE_PLAIN = SSEFraming(chunked=True), SSEFraming(chunked=False)
+
+
+class SSEHandler(BaseHandler):
+    _outbox: Outbox | None = None
+
     async def get(self) -> None:
         # The HTML spec: a reconnecting EventSource sends the last event ID it
         # saw as `Last-Event-ID`; it wins over the `since` of the URL.
@@ -48,42 +87,41 @@ class SSEHandler(HeldRequestMixin, BaseHandler):
         self.write(b"retry: %d\n\n" % self.config.retry_ms)
         self.hub.connections["sse"] += 1
         try:
-            with Outbox(self.hub, self.config, "sse", self._disconnect) as outbox:
-                await self.flush()
-                await self._stream(cursor, outbox)
-        except (StreamClosedError, ClientGone):
-            pass  # the client left, or was dropped as a slow consumer
-        except HubClosed:
-            pass  # the server stops: end the response cleanly
+            await self.flush()  # the head and greeting, through Tornado
+            await self._serve(cursor)
+        except (StreamClosedError, HubClosed):
+            pass  # the client left, or the server stops: end the response
         finally:
+            if self._outbox is not None:
+                self._outbox.end(Ending.CLIENT_GONE)
             self.hub.connections["sse"] -= 1
 
-    def _write(self, data: bytes) -> Awaitable[None]:
-        self.write(data)
-        return self.flush()
+    async def _serve(self, cursor: int) -> None:
+        """Have the hub feed the stream until it ends (``get`` then finishes the response)."""
+        stream = self.request.connection.stream  # type: ignore[union-attr]
+        if stream.closed():
+            # Tornado calls on_connection_close only if the connection was still
+            # open once the request was read: a client that asked and hung up at
+            # once is only seen here.
+            return
+        # Events go out as they come, not held back by Nagle's algorithm until
+        # the client ACKs the previous write (up to its 40 ms delayed ACK).
+        stream.set_nodelay(True)
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def _disconnect(self, reason: str) -> None:
-        # The client is not reading, so no last word can reach it: the reason
-        # goes to the log and to /stats ("dropped"), and the socket is closed.
-        self.request.connection.stream.close()  # type: ignore[attr-defined]
+        def on_end(ending: Ending, reason: str) -> None:
+            if ending is Ending.SLOW_CONSUMER:
+                # The client is not reading, so no last word can reach it: the
+                # reason goes to the log and to /stats ("dropped").
+                stream.close()
+            if not ended.done():
+                ended.set_result(None)
 
-    async def _stream(self, cursor: int, outbox: Outbox) -> None:
-        limit, heartbeat = self.config.batch_limit, self.config.heartbeat
-        while True:
-            if self.log.last_id == cursor:  # nothing new: no need to slice the log
-                if not await self.wait_for_publish(heartbeat):
-                    await outbox.send(self._write, encode_comment("heartbeat"))
-                continue
-            found = self.log.after(cursor, limit)
-            gap = slice_gap(found)
-            pieces: list[bytes] = []
-            if gap:
-                # Tell the client, never serve a silent hole; the id makes a
-                # reconnect resume after the gap rather than report it again.
-                pieces.append(encode(gap_json(gap), event="gap", id=gap.first_id - 1))
-                cursor = gap.first_id - 1
-            encoded, taken = outbox.batch(found.events, encode_log_event)
-            if taken:
-                pieces += encoded
-                cursor = found.events[taken - 1].id
-            await outbox.send(self._write, b"".join(pieces))
+        framing = SSE_CHUNKED if self.request.version == "HTTP/1.1" else SSE_PLAIN
+        self._outbox = Outbox(self.hub, self.log, self.config, framing, stream, cursor, on_end)
+        self.hub.attach(self._outbox)
+        await ended
+
+    def on_connection_close(self) -> None:
+        if self._outbox is not None:
+            self._outbox.end(Ending.CLIENT_GONE)

@@ -15,29 +15,32 @@ Client -> server messages::
     {"type": "ping", "echo": <anything>}
 
 A message over ``max_payload`` bytes is refused by closing with 1009 (RFC 6455
-§7.4.1: "a message that is too big for it to process"). Tornado sends WebSocket
-pings every ``heartbeat`` seconds and closes a peer that does not answer.
+§7.4.1: "a message that is too big for it to process").
+
+Events are fed by the hub (:mod:`rtkit.server.outbox`): frames built once for
+every connection at the same cursor, written straight to the socket stream.
+The hub's sweep also pings a connection that was quiet for ``heartbeat``
+seconds, and closes it if the previous ping went unanswered (RFC 6455 §5.5.2:
+"A Ping frame may serve either as a keepalive or as a means to verify that
+the remote endpoint is still responsive"). That replaces Tornado's own
+pinging, which costs a task and a timer per connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable
 from typing import Any
 
-from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from rtkit.clock import now_ns
 from rtkit.log import LogEvent, encode_payload
 from rtkit.server.base import RtkitHandlerMixin
 from rtkit.server.hub import HubClosed
-from rtkit.server.outbox import Outbox
+from rtkit.server.outbox import Ending, Framing, Outbox
 from rtkit.server.params import BadRequest
-from rtkit.server.polling import slice_gap
-from rtkit.wire.envelope import ws_event_json, ws_gap_json
-from rtkit.wire.wsframes import encode_frame
+from rtkit.wire.envelope import Gap, ws_event_json, ws_gap_json
+from rtkit.wire.wsframes import Opcode, encode_frame
 
 __all__ = ["WebSocketEventsHandler"]
 
@@ -48,14 +51,56 @@ GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
 
 
-def _event_frame(event: LogEvent) -> bytes:
-    return encode_frame(ws_event_json(event).encode())
+class WebSocketFraming(Framing):
+    """Each event as one text frame, built here rather than by ``write_message``.
+
+    Tornado's ``write_message`` costs a ``send`` syscall and a task per message;
+    under load that made WebSocket the slowest transport. Frames are built here
+    instead (RFC 6455 §5.2; "A server MUST NOT mask any frames that it sends to
+    the client", §5.1), which is exact because compression is never negotiated:
+    ``get_compression_options`` is Tornado's default, None.
+    """
+
+    transport = "ws"
+    heartbeat = encode_frame(b"", Opcode.PING)
+
+    def event(self, event: LogEvent) -> bytes:
+        return encode_frame(ws_event_json(event).encode())
+
+    def gap(self, gap: Gap) -> bytes:
+        return encode_frame(ws_gap_json(gap).encode())
+
+
+WS_FRAMING = WebSocketFraming()
+
+
+class WebSocketOutbox(Outbox):
+    """Keeps alive with pings, and ends a connection whose client did not
+    answer the previous one (with a pong, RFC 6455 §5.5.3) by the time the
+    next is due: at least ``heartbeat`` seconds later, as Tornado's
+    ``websocket_ping_timeout`` would with the same value."""
+
+    __slots__ = ("unanswered",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unanswered = False
+
+    def keep_alive(self) -> None:
+        if self.unanswered:
+            self.end(Ending.UNANSWERED, "ping timed out")
+        else:
+            self.unanswered = True
+            super().keep_alive()
 
 
 class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
-    _pump_task: asyncio.Task[None] | None = None
+    _outbox: WebSocketOutbox | None = None  # set by open()
 
-    async def get(self, *args: Any, **kwargs: Any) -> None:
+    def prepare(self) -> None:
+        # Checked here rather than in an override of get(), whose coroutine would
+        # stay suspended (and in memory) for the whole life of the connection.
+        super().prepare()
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             raise BadRequest(
                 "GET /ws must be a WebSocket upgrade (Upgrade: websocket); "
@@ -64,10 +109,19 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
             )
         self.check_origin_header("a WebSocket")
         self._cursor = self.since()
-        await super().get(*args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:
-        return True  # already checked in get(), with a JSON error
+        return True  # already checked in prepare(), with a JSON error
+
+    @property
+    def ping_interval(self) -> float | None:
+        """None: no Tornado ping task per connection; the hub's sweep pings
+        (:class:`WebSocketOutbox`), every ``heartbeat`` seconds of quiet."""
+        return None
+
+    def on_pong(self, data: bytes) -> None:
+        if self._outbox is not None:
+            self._outbox.unanswered = False
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.hub.connections["ws"] += 1
@@ -82,54 +136,32 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
                 }
             )
         )
-        self._pump_task = asyncio.ensure_future(self._pump(self._cursor))
-
-    async def _pump(self, cursor: int) -> None:
-        outbox = Outbox(self.hub, self.config, "ws", self._disconnect)
+        assert self.ws_connection is not None and self.ws_connection.stream is not None
+        self._outbox = WebSocketOutbox(
+            self.hub, self.log, self.config, WS_FRAMING, self.ws_connection.stream,
+            self._cursor, self._on_end, closing=self._closing,
+        )
         try:
-            with outbox:
-                while True:
-                    if self.log.last_id == cursor:  # nothing new: no need to slice the log
-                        await self.hub.wait(None)
-                        continue
-                    found = self.log.after(cursor, self.config.batch_limit)
-                    gap = slice_gap(found)
-                    frames: list[bytes] = []
-                    if gap:
-                        frames.append(encode_frame(ws_gap_json(gap).encode()))
-                        cursor = gap.first_id - 1
-                    encoded, taken = outbox.batch(found.events, _event_frame)
-                    if taken:
-                        frames += encoded
-                        cursor = found.events[taken - 1].id
-                    await outbox.send(self._write_frames, b"".join(frames))
-        except (WebSocketClosedError, StreamClosedError, asyncio.CancelledError):
-            pass
+            self.hub.attach(self._outbox)  # after hello, which comes first
         except HubClosed:
             self.close(GOING_AWAY, "server shutting down")
 
-    def _write_frames(self, frames: bytes) -> Awaitable[None]:
-        """Write ready-made frames in one socket write; resolved once the socket took them.
-
-        Tornado's ``write_message`` costs a ``send`` syscall and a task per
-        message; under load that made WebSocket the slowest transport. Frames
-        are built here instead (RFC 6455 §5.2; a server never masks), which is
-        exact because compression is never negotiated: ``get_compression_options``
-        is Tornado's default, None.
-        """
+    def _closing(self) -> bool:
+        # RFC 6455 §5.5.1: "After sending a Close frame, the endpoint MUST NOT
+        # send any more data frames."
         conn = self.ws_connection
-        stream = None if conn is None or conn.is_closing() else conn.stream
-        if stream is None:
-            raise WebSocketClosedError()
-        try:
-            return stream.write(frames)
-        except StreamClosedError:
-            raise WebSocketClosedError() from None
+        return conn is None or conn.is_closing()
 
-    def _disconnect(self, reason: str) -> None:
-        # 1008, policy violation (RFC 6455 §7.4.1); Tornado aborts the socket if
-        # the client does not answer the close within a few seconds.
-        self.close(POLICY_VIOLATION, reason[:120])
+    def _on_end(self, ending: Ending, reason: str) -> None:
+        if ending is Ending.SHUTDOWN:
+            self.close(GOING_AWAY, "server shutting down")
+        elif ending is Ending.SLOW_CONSUMER:
+            # 1008, policy violation (RFC 6455 §7.4.1); Tornado aborts the socket if
+            # the client does not answer the close within a few seconds.
+            self.close(POLICY_VIOLATION, reason[:120])
+        elif ending is Ending.UNANSWERED:
+            self.close(reason=reason)  # what Tornado's own ping timeout does
+        # CLIENT_GONE: the connection is closed or closing; Tornado calls on_close.
 
     def on_message(self, message: str | bytes) -> None:
         try:
@@ -162,6 +194,7 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
             pass
 
     def on_close(self) -> None:
-        self.hub.connections["ws"] -= 1
-        if self._pump_task is not None:
-            self._pump_task.cancel()
+        # Tornado calls on_close also for a client that left before open().
+        if self._outbox is not None:
+            self.hub.connections["ws"] -= 1
+            self._outbox.end(Ending.CLIENT_GONE)

@@ -42,9 +42,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import ClassVar, TypeAlias
 
 from rtkit.exceptions import ProtocolError
 
@@ -326,39 +326,44 @@ class ResponseParser:
         return events
 
     def _step_all(self) -> None:
-        S = ParserState
-        while True:
-            state = self._state
-            available = len(self._buf) - self._pos
-            if state is S.AWAITING_HEAD:
-                if not self._parse_head():
-                    return
-            elif state is S.BODY_LENGTH or state is S.CHUNK_DATA:
-                n = min(self._remaining, available)
-                if n:
-                    self._pending.append(self._take(n))
-                    self._remaining -= n
-                if self._remaining:
-                    return
-                if state is S.BODY_LENGTH:
-                    self._end_response()
-                else:
-                    self._state = S.CHUNK_DATA_END
-            elif state is S.CHUNK_SIZE:
-                if not self._parse_chunk_size():
-                    return
-            elif state is S.CHUNK_DATA_END:
-                if not self._parse_chunk_data_end():
-                    return
-            elif state is S.TRAILERS:
-                if not self._parse_trailer_line():
-                    return
-            elif state is S.BODY_UNTIL_CLOSE:
-                if available:
-                    self._pending.append(self._take(available))
-                return
-            else:  # SWITCHED_PROTOCOLS: the rest is not HTTP
-                return
+        # Each step parses what it can in its state and says whether to go on:
+        # a table lookup per step rather than a chain of state comparisons
+        # (this loop runs for every read of every SSE stream).
+        steps = self._STEPS
+        while steps[self._state](self):
+            pass
+
+    def _step_body_length(self) -> bool:
+        if self._take_remaining():
+            self._end_response()
+            return True
+        return False
+
+    def _step_chunk_data(self) -> bool:
+        if self._take_remaining():
+            self._state = ParserState.CHUNK_DATA_END
+            return True
+        return False
+
+    def _take_remaining(self) -> bool:
+        """Take what has arrived of the ``_remaining`` body bytes; True once all came."""
+        n = min(self._remaining, len(self._buf) - self._pos)
+        if n:
+            self._pending.append(self._take(n))
+            self._remaining -= n
+        return not self._remaining
+
+    def _step_until_close(self) -> bool:
+        available = len(self._buf) - self._pos
+        if available:
+            self._pending.append(self._take(available))
+        return False
+
+    def _step_nothing(self) -> bool:
+        return False  # after 101 Switching Protocols the rest is not HTTP; or the end
+
+    #: State -> the step that parses in it (filled in below the class).
+    _STEPS: ClassVar[dict[ParserState, Callable[[ResponseParser], bool]]] = {}
 
     def _end_response(self) -> None:
         trailers = (
@@ -616,7 +621,7 @@ class ResponseParser:
                     f"chunk-size line too long: more than {self.max_head_bytes} bytes "
                     "without a line end, expected hexadecimal digits then CRLF"
                 )
-            if not _HEX.match(buf, self._pos) and len(buf) > self._pos:
+            if len(buf) > self._pos and not _HEX.match(buf, self._pos):
                 raise self._bad_chunk_size(bytes(buf[self._pos : self._pos + 80]))
             return False
         line = bytes(buf[self._pos : newline])
@@ -687,6 +692,20 @@ class ResponseParser:
             return True
         self._end_response()  # the CRLF that ends the chunked body
         return True
+
+
+ResponseParser._STEPS = {
+    ParserState.AWAITING_HEAD: ResponseParser._parse_head,
+    ParserState.BODY_LENGTH: ResponseParser._step_body_length,
+    ParserState.CHUNK_SIZE: ResponseParser._parse_chunk_size,
+    ParserState.CHUNK_DATA: ResponseParser._step_chunk_data,
+    ParserState.CHUNK_DATA_END: ResponseParser._parse_chunk_data_end,
+    ParserState.TRAILERS: ResponseParser._parse_trailer_line,
+    ParserState.BODY_UNTIL_CLOSE: ResponseParser._step_until_close,
+    ParserState.SWITCHED_PROTOCOLS: ResponseParser._step_nothing,
+    ParserState.CLOSED: ResponseParser._step_nothing,
+    ParserState.FAILED: ResponseParser._step_nothing,
+}
 
 
 # --------------------------------------------------------------------------- #
