@@ -136,6 +136,9 @@ class WebSocketClient(Client):
     def _give_up_session(self) -> None:
         if self._ws is not None:
             self._ws.abandoned = True  # type: ignore[attr-defined]
+            # A dead path would swallow a close handshake too: drop the socket
+            # now, so the cancelled session does not wait out close_timeout.
+            self._ws.transport.abort()
 
     def _end_of_connection(self, ws: ClientConnection) -> None:
         """After the connection closed: raise what failed in the read callback, or
