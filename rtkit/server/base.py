@@ -30,7 +30,10 @@ __all__ = [
 #: something to print into a notebook. Enable with logging.getLogger("rtkit.server").
 logger = logging.getLogger("rtkit.server")
 
-ROUTES_HELP = "GET /poll, GET /longpoll, GET /sse, GET /ws (WebSocket), POST /publish, GET /stats"
+ROUTES_HELP = (
+    "GET /poll, GET /longpoll, GET /sse, GET /ws (WebSocket), POST /publish, GET /stats, "
+    "GET /ui/ (the browser page), GET /browser/clock, POST /browser/receipts"
+)
 
 
 def check_token(handler: RequestHandler, config: ServerConfig) -> None:
