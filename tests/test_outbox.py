@@ -8,6 +8,7 @@ HTTP/1.0 client, and the ``waiting`` figure of ``/stats``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -105,7 +106,9 @@ class FakeBox:
 def test_streams_at_one_cursor_share_one_batch_per_framing() -> None:
     log = log_with("a", "b")
     batches = SharedBatches()
-    boxes = [FakeBox(log, framing, cursor) for framing in (CHUNKED, WS_FRAMING) for cursor in (0, 0, 1)]
+    boxes: list[Any] = [
+        FakeBox(log, framing, cursor) for framing in (CHUNKED, WS_FRAMING) for cursor in (0, 0, 1)
+    ]
     got = [batches.get(box) for box in boxes]
     assert sum(box.encoded for box in boxes) == 4  # (sse, 0), (sse, 1), (ws, 0), (ws, 1)
     assert got[0] is got[1] and got[3] is got[4]
@@ -115,7 +118,7 @@ def test_streams_at_one_cursor_share_one_batch_per_framing() -> None:
 def test_shared_batches_are_dropped_when_the_log_moves_or_grow_too_big() -> None:
     log = log_with("a")
     batches = SharedBatches(max_bytes=1 << 20)
-    box = FakeBox(log, WS_FRAMING, 0)
+    box: Any = FakeBox(log, WS_FRAMING, 0)
     first = batches.get(box)
     assert batches.get(box) is first and box.encoded == 1
     log.append("b")
@@ -165,6 +168,32 @@ def test_waiting_counts_idle_streams_and_held_polls(server: rtkit.Server) -> Non
         assert json.loads(ws.recv(timeout=5))["id"] == 1
         wait_until(lambda: server.stats()["waiting"] == 1, message="caught up again")
     wait_until(lambda: server.stats()["waiting"] == 0, message="nothing waits after close")
+
+
+def server_tasks(server: rtkit.Server) -> int:
+    async def count() -> int:
+        return len(asyncio.all_tasks())
+
+    return server._thread.run(count(), 5)
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_an_idle_stream_costs_no_task_of_rtkit(make_server: MakeServer, transport: str) -> None:
+    """Memory per idle connection: no pump task, no heartbeat or ping task, no
+    timer per stream (the hub feeds them all and one sweep keeps them alive)."""
+    server = make_server()
+    before = server_tasks(server)
+    clients = [rtkit.make_client(transport, server.url).start() for _ in range(5)]
+    try:
+        wait_until(lambda: server.stats()["waiting"] == 5, message="five idle streams")
+        # Only what Tornado itself keeps per connection: for SSE the connection's
+        # request loop and the request being answered, for a WebSocket the task
+        # reading its frames.
+        per_connection = {"sse": 2, "ws": 1}[transport]
+        assert server_tasks(server) - before == 5 * per_connection
+    finally:
+        for client in clients:
+            client.stop()
 
 
 # ----------------------------------------------------------------------------- WebSocket keep-alive
