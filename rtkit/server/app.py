@@ -43,7 +43,5 @@ def make_app(log: EventLog, hub: Hub, config: ServerConfig) -> Application:
         default_handler_class=NotFoundHandler,
         default_handler_args=shared,
         websocket_max_message_size=config.max_payload,
-        websocket_ping_interval=config.heartbeat,
-        websocket_ping_timeout=config.heartbeat,
         log_function=log_request,
     )
