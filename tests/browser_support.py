@@ -36,25 +36,18 @@ from typing import Any
 
 import pytest
 
+import rtkit.browser as rtkit_browser
+
 __all__ = ["CHROMIUM", "LAUNCH_ARGS", "REQUIRE_ENV", "browser", "chromium_or_skip", "launch"]
 
 #: Debian's chromium package; installed by ``.ci/run`` with apt-get.
 CHROMIUM = Path("/usr/bin/chromium")
 
-#: Arguments found to work headless here (see TESTING_NOTES.md).
-LAUNCH_ARGS: tuple[str, ...] = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
+#: Arguments found to work headless here (see TESTING_NOTES.md): the kit's own.
+LAUNCH_ARGS = rtkit_browser.LAUNCH_ARGS
 
 #: Set to ``1`` to turn "no browser installed" from a skip into a failure.
-REQUIRE_ENV = "RTKIT_REQUIRE_BROWSER"
+REQUIRE_ENV = rtkit_browser.REQUIRE_ENV
 
 
 def _required() -> bool:
