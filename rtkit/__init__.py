@@ -13,37 +13,117 @@ transport, every message timed on one clock.
 True
 >>> client.receipts[0].latency_ns > 0
 True
->>> client.stop(); server.stop()
+>>> rtkit.stop_all()          # every server, client, proxy, dashboard... this kernel started
+[...]
+
+Everything a notebook uses is here; the subpackages hold the rest:
+``rtkit.core`` (clock, tables, lifecycle), ``rtkit.wire`` (byte formats),
+``rtkit.log``, ``rtkit.server``, ``rtkit.clients``, ``rtkit.net`` (emulated
+networks, wire taps), ``rtkit.measure``, ``rtkit.viz``, ``rtkit.browser``,
+``rtkit.bench``, ``rtkit.scale`` and ``rtkit.pipeline``. The names that need
+pandas, matplotlib or ipywidgets are imported on first use, so ``import
+rtkit`` stays light (a server process needs none of them).
 """
 
-from rtkit.browser import show_browser
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from rtkit.browser import cut_streams, show_browser
 from rtkit.clients import (
     LongPollClient,
-    Receipt,
     ShortPollClient,
     SSEClient,
     WebSocketClient,
     make_client,
 )
-from rtkit.exceptions import ClientError, HTTPStatusError, ProtocolError, RtkitError, ServerError
+from rtkit.core.api import DEFAULT_TOPIC
+from rtkit.core.exceptions import (
+    BrowserUnavailable,
+    ClientError,
+    HTTPStatusError,
+    LogUnavailable,
+    ProtocolError,
+    RtkitError,
+    ServerError,
+    WaitTimeout,
+)
+from rtkit.core.records import GapNotice, Receipt
+from rtkit.core.resource import stop_all
+from rtkit.core.transports import TRANSPORTS
+from rtkit.net.emulator import NetworkEmulator, start_emulator
+from rtkit.net.tap import WireTap, start_tap
 from rtkit.server import Server, ServerConfig, start_server
 
+#: Names imported on first use (they need pandas, matplotlib or ipywidgets).
+_LAZY = {
+    "Workload": "rtkit.measure",
+    "Experiment": "rtkit.measure",
+    "ExperimentResult": "rtkit.measure",
+    "run_experiment": "rtkit.measure",
+    "Recorder": "rtkit.measure",
+    "summarize": "rtkit.measure",
+    "Dashboard": "rtkit.viz",
+    "live_dashboard": "rtkit.viz",
+}
+
 __all__ = [
+    # the server
     "start_server",
     "Server",
-    "show_browser",
     "ServerConfig",
+    "DEFAULT_TOPIC",
+    # clients
+    "TRANSPORTS",
     "ShortPollClient",
     "LongPollClient",
     "SSEClient",
     "WebSocketClient",
     "make_client",
     "Receipt",
+    "GapNotice",
+    # networks
+    "NetworkEmulator",
+    "start_emulator",
+    "WireTap",
+    "start_tap",
+    # measuring and seeing
+    "Workload",
+    "Experiment",
+    "ExperimentResult",
+    "run_experiment",
+    "Recorder",
+    "summarize",
+    "Dashboard",
+    "live_dashboard",
+    # the browser
+    "show_browser",
+    "cut_streams",
+    # everything started
+    "stop_all",
+    # errors
     "RtkitError",
     "ProtocolError",
     "ServerError",
+    "LogUnavailable",
     "ClientError",
     "HTTPStatusError",
+    "WaitTimeout",
+    "BrowserUnavailable",
 ]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rtkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

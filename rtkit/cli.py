@@ -1,7 +1,7 @@
 """``python -m rtkit``: ``compare`` runs all four transports side by side; ``bench`` benchmarks.
 
     python -m rtkit compare [--duration S] [--rate R] [--payload B] [--clients N]
-                            [--poll-interval S] [--longpoll-timeout S]
+                            [--poll-interval S] [--longpoll-hold S]
                             [--pattern constant|poisson|burst] [--seed N] [--out DIR]
     python -m rtkit bench [--json PATH] [--quick] ...
 """
@@ -13,7 +13,19 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from rtkit.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from rtkit.bench import add_arguments
+
+    add_arguments(parser)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -22,7 +34,8 @@ def _compare(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import pandas as pd
 
-    from rtkit.measure import TRANSPORTS, Experiment, Workload
+    from rtkit.core.transports import TRANSPORTS
+    from rtkit.measure import Experiment, Workload
     from rtkit.viz.plots import compare_figure
 
     workload = Workload(
@@ -34,12 +47,12 @@ def _compare(args: argparse.Namespace) -> int:
         f"rtkit compare: {', '.join(transports)} | {args.clients} client(s) each | "
         f"{workload.pattern} {workload.rate:g} msg/s for {workload.duration:g} s, "
         f"{workload.payload} B payloads | poll every {args.poll_interval:g} s, "
-        f"long poll held up to {args.longpoll_timeout:g} s",
+        f"long poll held up to {args.longpoll_hold:g} s",
         flush=True,
     )
     experiment = Experiment(
         transports, workload, clients=args.clients,
-        poll_interval=args.poll_interval, longpoll_timeout=args.longpoll_timeout,
+        poll_interval=args.poll_interval, longpoll_hold=args.longpoll_hold,
     )
     try:
         experiment.start()
@@ -92,24 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--payload", type=int, default=100, help="payload bytes (100)")
     c.add_argument("--clients", type=_positive(int), default=1, help="clients per transport (1)")
     c.add_argument("--poll-interval", type=_positive(float), default=0.5, help="short-poll interval, s (0.5)")
-    c.add_argument("--longpoll-timeout", type=_positive(float), default=30.0, help="long-poll hold, s (30)")
+    c.add_argument("--longpoll-hold", type=_positive(float), default=30.0, help="long-poll hold, s (30)")
     c.add_argument("--pattern", choices=["constant", "poisson", "burst"], default="constant")
     c.add_argument("--seed", type=int, default=0, help="random seed for --pattern poisson (0)")
     c.add_argument("--transports", default="", help="comma-separated subset of poll,longpoll,sse,ws")
     c.add_argument("--out", default="rtkit-compare", help="folder for receipts.csv and compare.png")
     c.set_defaults(run=_compare)
-    b = sub.add_parser("bench", help="benchmark every transport against a raw TCP baseline", add_help=False)
-    b.set_defaults(run=None)
+    b = sub.add_parser(
+        "bench", help="benchmark every transport against a raw TCP baseline measured in the same run"
+    )
+    add_bench_arguments(b)
+    b.set_defaults(run=run_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        from rtkit.measure.bench import main as bench_main
-
-        return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return args.run(args)
     except ValueError as exc:  # bad option values, said plainly

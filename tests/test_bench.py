@@ -1,4 +1,4 @@
-"""Tests for rtkit.measure.bench: a quick run reports every figure, consistently.
+"""Tests for rtkit.bench: a quick run reports every figure, consistently.
 
 Speed is not asserted here (that is what the benchmark prints); only that the
 run completes, stops what it started and that its figures are complete and
@@ -14,14 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from rtkit.measure.bench import FIGURE_KEYS, RAW, Figure, format_table, main
+from rtkit.bench import FIGURE_KEYS, Figure, format_table
+from rtkit.bench.run import RAW
+from rtkit.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict]:
     path = tmp_path_factory.mktemp("bench") / "bench.json"
     threads_before = {t.ident for t in threading.enumerate()}
-    code = main(["--quick", "--json", str(path)])
+    code = cli_main(["bench", "--quick", "--json", str(path)])
     leftover = [
         t
         for t in threading.enumerate()
@@ -100,8 +102,7 @@ def test_format_table_marks_targets() -> None:
 
 
 @pytest.mark.parametrize("argv", [["--fanout", "0"], ["--rate", "-1"], ["--duration", "0"]])
-def test_bad_options_are_refused(argv: list[str], tmp_path: Path) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main([*argv, "--json", str(tmp_path / "x.json")])
-    assert exc.value.code == 2
+def test_bad_options_are_refused(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["bench", *argv, "--json", str(tmp_path / "x.json")]) == 2
+    assert argv[0].lstrip("-") in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()

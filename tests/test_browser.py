@@ -42,9 +42,9 @@ from conftest import wait_until
 
 import rtkit
 from rtkit import browser as rb
-from rtkit.clock import now_ns
+from rtkit.core.clock import now_ns
 from rtkit.measure import Recorder
-from rtkit.server.browser import ClockEstimate, parse_receipt_batch, state_for
+from rtkit.browser.handlers import ClockEstimate, parse_receipt_batch, state_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -111,7 +111,7 @@ def test_the_page_is_served_with_a_strict_content_security_policy(server: rtkit.
 
 
 def test_the_page_script_never_puts_data_into_html() -> None:
-    script = (ROOT / "rtkit" / "server" / "static" / "app.js").read_text(encoding="utf-8")
+    script = (ROOT / "rtkit" / "browser" / "static" / "app.js").read_text(encoding="utf-8")
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in script, f"app.js uses {sink}: payloads must only ever be set as textContent"
 
@@ -151,7 +151,7 @@ def test_receipts_are_put_on_the_server_clock_and_fed_to_recorders(server: rtkit
     receipts.feed(recorder)  # feeding the same recorder twice adds it once
     published = 5_000_000_000
     items = [
-        {"transport": "sse", "id": 1, "published_ns": published, "arrived_ms": 4002.5, "bytes": 40, "requests": 1},
+        {"transport": "sse", "id": 1, "published_ns": published, "arrived_ms": 4002.5, "bytes_in": 40, "requests": 1},
         {"transport": "poll", "id": 1, "published_ns": published, "arrived_ms": 4250.0, "empty": 3},
     ]
     status, answer = post_batch(server, batch(items))
@@ -162,7 +162,7 @@ def test_receipts_are_put_on_the_server_clock_and_fed_to_recorders(server: rtkit
     # (4002.5 ms + 1000 ms offset) on the server clock, minus the 5 s publish time:
     assert df["latency_ms"].tolist() == pytest.approx([2.5, 250.0])
     assert df["clock_uncertainty_ms"].tolist() == [0.25, 0.25]
-    assert df[["wire_bytes", "requests", "empty_responses"]].values.tolist() == [[40, 1, 0], [0, 0, 3]]
+    assert df[["bytes_in", "requests", "empty_responses"]].values.tolist() == [[40, 1, 0], [0, 0, 3]]
     fed = recorder.to_dataframe()
     assert fed["transport"].tolist() == ["browser-sse", "browser-poll"]
     assert fed["latency_ms"].tolist() == pytest.approx([2.5, 250.0])
@@ -185,7 +185,7 @@ def test_receipts_are_put_on_the_server_clock_and_fed_to_recorders(server: rtkit
         (b'{"client": "a", "clock": {"offset_ms": NaN, "uncertainty_ms": 1}, "receipts": []}', ["finite"]),
         ({**batch(), "receipts": None}, ["receipts", "list"]),
         (batch([{"transport": "carrier-pigeon", "id": 1, "published_ns": 1, "arrived_ms": 1}]),
-         ["transport", "sse, ws, poll, longpoll"]),
+         ["transport", "poll, longpoll, sse, ws"]),
         (batch([{"transport": "sse", "id": 0, "published_ns": 1, "arrived_ms": 1}]), ["id", "integer"]),
         (batch([{"transport": "sse", "id": 1.5, "published_ns": 1, "arrived_ms": 1}]), ["id", "integer"]),
         (batch([{"transport": "sse", "id": 1, "arrived_ms": 1}]), ["published_ns"]),
@@ -248,7 +248,7 @@ def test_page_url_is_local_by_default(server: rtkit.Server, monkeypatch: pytest.
     monkeypatch.delenv("JUPYTERHUB_SERVICE_PREFIX", raising=False)
     url = rb.page_url(server, ["sse", "browser-ws"], client="me", poll_interval=0.25, since=0)
     assert url == f"{server.url}/ui/?t=sse,ws&client=me&poll=0.25&since=0"
-    with pytest.raises(ValueError, match="unknown transport"):
+    with pytest.raises(ValueError, match="selection of poll, longpoll, sse, ws"):
         rb.page_url(server, ["smoke-signals"])
 
 
@@ -303,7 +303,7 @@ def test_cut_streams_drops_sse_and_a_client_resumes_with_last_event_id(
     assert back is not None and back.last_event_id == str(first[-1])
     log = rb.stream_log(server)
     assert log["cut"].tolist()[:1] == [True] and str(first[-1]) in log["last_event_id"].tolist()
-    with pytest.raises(ValueError, match="only 'sse' and 'ws'"):
+    with pytest.raises(ValueError, match="selection of sse, ws"):
         rb.cut_streams(server, ["poll"])
 
 
@@ -320,12 +320,12 @@ def test_without_chromium_open_headless_says_why(
     monkeypatch.setenv("RTKIT_CHROMIUM", "/nonexistent/chromium")
     monkeypatch.delenv(REQUIRE_ENV, raising=False)
     assert rb.chromium_path() is None
-    with pytest.raises(rb.BrowserUnavailable, match="/nonexistent/chromium"):
+    with pytest.raises(rtkit.BrowserUnavailable, match="/nonexistent/chromium"):
         rb.open_headless(server)
     assert rb.try_headless(server) is None
     assert "no headless browser here" in capsys.readouterr().out
     monkeypatch.setenv(REQUIRE_ENV, "1")
-    with pytest.raises(rb.BrowserUnavailable, match=REQUIRE_ENV):
+    with pytest.raises(rtkit.BrowserUnavailable, match=REQUIRE_ENV):
         rb.try_headless(server)
 
 
@@ -406,7 +406,7 @@ def test_websocket_and_polls_receive_and_receipts_reach_the_recorder(
         for i in range(10):
             ids.append(server.publish({"i": i}))
             time.sleep(0.02)
-        for transport in rb.PAGE_TRANSPORTS:
+        for transport in rtkit.TRANSPORTS:
             assert wait_received(page, transport, 10) == ids, transport
         assert rb.BrowserReceipts(server).wait_for(40, client="all-four")
         assert python_sse.wait_for(10)
@@ -436,7 +436,7 @@ def test_on_a_server_with_a_token_the_page_sends_it_with_every_request(
     page = open_page(rb.page_url(server, client="tokened", poll_interval=0.2, proxy=False),
                      ("sse", "ws", "poll", "longpoll"))
     ids = [server.publish(i) for i in range(3)]
-    for transport in rb.PAGE_TRANSPORTS:
+    for transport in rtkit.TRANSPORTS:
         assert wait_received(page, transport, 3) == ids, transport
     assert rb.BrowserReceipts(server).wait_for(12, client="tokened")
 
@@ -470,12 +470,12 @@ def test_a_seventh_eventsource_waits_until_one_of_six_closes(
     assert page.evaluate("window.rtkitPage.state.protocol") == "http/1.1"
     page.evaluate("window.rtkitPage.limit.open(7)")
     page.wait_for_function("window.rtkitPage.limit.states().filter(s => s.state === 'open').length === 6")
-    wait_until(lambda: state_for(server.log).streams.open_count("sse") == 6, message="6 streams at the server")
+    wait_until(lambda: server.stats()["connections"].get("sse", 0) == 6, message="6 streams at the server")
     time.sleep(0.5)  # give the seventh every chance to get through: it must not
     states = page.evaluate("window.rtkitPage.limit.states()")
     assert [s["state"] for s in states].count("pending") == 1, states
     pending = next(s["index"] for s in states if s["state"] == "pending")
-    assert state_for(server.log).streams.open_count("sse") == 6
+    assert server.stats()["connections"].get("sse", 0) == 6
     first_open = next(s["index"] for s in states if s["state"] == "open")
     page.evaluate(f"window.rtkitPage.limit.close({first_open})")
     page.wait_for_function(
@@ -568,7 +568,7 @@ def test_the_page_works_through_jupyter_server_proxy(
         assert wait_received(page, transport, 3) == ids, transport
     # Every stream went through Jupyter: the server saw Jupyter's host, and accepted the
     # WebSocket's Origin (Jupyter's) because the proxy forwards the browser's Host.
-    streams = state_for(server.log).streams.records()
+    streams = server.hub.registry.records()
     assert {r.transport for r in streams} == {"sse", "ws"}
     # Receipts come back through the proxy too (a POST).
     receipts = rb.BrowserReceipts(server)

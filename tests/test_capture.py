@@ -1,4 +1,4 @@
-"""Tests for rtkit.clients.capture: the WireTap relay between real clients and a real server.
+"""Tests for rtkit.net.tap: the WireTap relay between real clients and a real server.
 
 Every test runs a real :class:`rtkit.Server` on port 0 and the real transport
 clients through the tap, and checks what the tap recorded against what the
@@ -17,7 +17,7 @@ import pytest
 
 import rtkit
 from rtkit.clients import LongPollClient, ShortPollClient, SSEClient, WebSocketClient, client_loop
-from rtkit.clients.capture import (
+from rtkit.net.tap import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,
     Chunk,
@@ -26,8 +26,8 @@ from rtkit.clients.capture import (
     http_responses,
     start_tap,
 )
-from rtkit.clock import now_ns
-from rtkit.exceptions import ClientError
+from rtkit.core.clock import now_ns
+from rtkit.core.exceptions import ClientError
 from rtkit.wire.sse import SSEDecoder
 from rtkit.wire.wsframes import FrameParser, Opcode, accept_key, split_handshake
 
@@ -78,12 +78,12 @@ def test_sse_stream_through_the_tap(server: rtkit.Server, tap: WireTap) -> None:
         ids = [server.publish({"n": i, "text": "line\nbreak"}) for i in range(50)]
         assert client.wait_for(last_id=ids[-1], timeout=TIMEOUT), client
         # Every byte the client read passed the tap first.
-        assert tap.wait_for(lambda: len(tap.bytes(SERVER_TO_CLIENT)) >= client.stats.bytes_read)
+        assert tap.wait_for(lambda: len(tap.bytes(SERVER_TO_CLIENT)) >= client.stats.bytes_in)
     finally:
         client.stop()
     assert tap.wait_for(lambda: tap.open_connections == 0)
     down = tap.bytes(SERVER_TO_CLIENT)
-    assert len(down) == client.stats.bytes_read
+    assert len(down) == client.stats.bytes_in
     up = tap.bytes(CLIENT_TO_SERVER)
     assert up.startswith(b"GET /sse?since=0 HTTP/1.1\r\n")
     assert f"Host: 127.0.0.1:{tap.port}\r\n".encode() in up
@@ -152,13 +152,13 @@ def test_websocket_handshake_and_frames_both_directions(server: rtkit.Server, ta
         ids = [server.publish({"n": i}) for i in range(5)]
         ids.append(server.publish("x" * 300))  # a 16-bit extended length
         assert client.wait_for(last_id=ids[-1], timeout=TIMEOUT)
-        assert tap.wait_for(lambda: len(tap.bytes(SERVER_TO_CLIENT)) >= client.stats.bytes_read)
+        assert tap.wait_for(lambda: len(tap.bytes(SERVER_TO_CLIENT)) >= client.stats.bytes_in)
     finally:
         client.stop()
     assert all(r > 0 for r in rtts)
     assert tap.wait_for(lambda: tap.open_connections == 0)
     # The client counts every byte it read (handshake included): the tap saw the same.
-    assert len(tap.bytes(SERVER_TO_CLIENT)) == client.stats.bytes_read
+    assert len(tap.bytes(SERVER_TO_CLIENT)) == client.stats.bytes_in
 
     request, up = split_handshake(tap.bytes(CLIENT_TO_SERVER))
     response, down = split_handshake(tap.bytes(SERVER_TO_CLIENT))
@@ -179,7 +179,7 @@ def test_websocket_handshake_and_frames_both_directions(server: rtkit.Server, ta
     big = next(f for f in got if f.opcode == Opcode.TEXT and b"x" * 300 in f.payload)
     assert big.header_bytes == 4 and not big.masked and big.fin
     # Frames account for every byte after the handshake.
-    assert sum(f.wire_bytes for f in got) == len(down)
+    assert sum(f.frame_bytes for f in got) == len(down)
 
 
 # ------------------------------------------------------------------------- polling
@@ -189,19 +189,19 @@ def test_websocket_handshake_and_frames_both_directions(server: rtkit.Server, ta
 def test_polling_responses_on_one_kept_alive_connection(
     server: rtkit.Server, tap: WireTap, cls: type
 ) -> None:
-    kwargs = {"interval": 0.02} if cls is ShortPollClient else {"timeout": 5}
+    kwargs = {"poll_interval": 0.02} if cls is ShortPollClient else {"hold": 5}
     client = cls(tap.url, since=0, **kwargs).start()
     try:
         for i in range(5):
             last = server.publish(i)
             assert client.wait_for(last_id=last, timeout=TIMEOUT)
-        assert tap.wait_for(lambda: len(tap.bytes(SERVER_TO_CLIENT)) >= client.stats.bytes_read)
+        assert tap.wait_for(lambda: len(tap.bytes(SERVER_TO_CLIENT)) >= client.stats.bytes_in)
     finally:
         client.stop()
     assert tap.wait_for(lambda: tap.open_connections == 0)
     assert len(tap.connections) == 1
     down = tap.bytes(SERVER_TO_CLIENT)
-    assert len(down) == client.stats.bytes_read
+    assert len(down) == client.stats.bytes_in
     responses = http_responses(down)
     assert all(head.status == 200 for head, _ in responses)
     delivered = [e["id"] for _, body in responses if body for e in json.loads(body)["events"]]

@@ -30,7 +30,7 @@ from rtkit.clients import (
     make_client,
 )
 from rtkit.clients.http import HTTPConnection
-from rtkit.clock import now_ns
+from rtkit.core.clock import now_ns
 
 from conftest import poll_until
 
@@ -48,7 +48,7 @@ URL = "http://127.0.0.1:1"
 def new_client(transport: str, url: str, **kwargs: Any) -> Client:
     """The client for ``transport``; short polls fast so tests stay short."""
     if transport == "poll":
-        kwargs.setdefault("interval", 0.02)
+        kwargs.setdefault("poll_interval", 0.02)
     return make_client(transport, url, **kwargs)
 
 
@@ -142,14 +142,14 @@ def test_delivers_every_event_once_in_order(
 
     # Costs add up: what receipts carry is what the client counted, except
     # what arrived after the last delivery (empty polls, a close frame).
-    attributed_bytes = sum(r.wire_bytes for r in receipts)
+    attributed_bytes = sum(r.bytes_in for r in receipts)
     attributed_requests = sum(r.requests for r in receipts)
-    assert all(r.wire_bytes >= 0 and r.requests >= 0 for r in receipts)
+    assert all(r.bytes_in >= 0 and r.requests >= 0 for r in receipts)
     assert stats.requests >= 1
     assert 1 <= attributed_requests <= stats.requests
     trailing_requests = stats.requests - attributed_requests
-    assert 0 < attributed_bytes <= stats.bytes_read
-    assert stats.bytes_read - attributed_bytes <= 1024 * (1 + trailing_requests)
+    assert 0 < attributed_bytes <= stats.bytes_in
+    assert stats.bytes_in - attributed_bytes <= 1024 * (1 + trailing_requests)
     assert sum(r.empty_responses for r in receipts) <= stats.empty_responses
     # Every event costs at least its own payload on the wire.
     assert attributed_bytes > sum(len(str(p)) for p in published) // 2
@@ -164,7 +164,7 @@ def test_delivers_every_event_once_in_order(
 def test_short_poll_counts_empty_responses_when_idle(
     live_server: rtkit.Server, clients: list[Client]
 ) -> None:
-    client = ShortPollClient(live_server.url, interval=0.02).start()
+    client = ShortPollClient(live_server.url, poll_interval=0.02).start()
     clients.append(client)
     assert poll_until(lambda: client.stats.empty_responses >= 3)
     assert client.receipts == [] and client.stats.events == 0
@@ -176,13 +176,13 @@ def test_short_poll_counts_empty_responses_when_idle(
     # The wasted requests are charged to the event that finally came.
     assert receipt.empty_responses >= 3
     assert receipt.requests == receipt.empty_responses + 1
-    assert receipt.wire_bytes > 3 * len(b"HTTP/1.1 200 OK\r\n")
+    assert receipt.bytes_in > 3 * len(b"HTTP/1.1 200 OK\r\n")
 
 
 def test_long_poll_holds_instead_of_answering_empty(
     live_server: rtkit.Server, clients: list[Client]
 ) -> None:
-    client = LongPollClient(live_server.url, timeout=30).start()
+    client = LongPollClient(live_server.url, hold=30).start()
     clients.append(client)
     wait_ready(client, live_server)
     assert poll_until(lambda: live_server.stats()["waiting"] >= 1)
@@ -234,7 +234,8 @@ def test_since_ahead_of_the_log_is_a_final_refusal(
     assert "since" in client.error.error
     assert client.stats.requests == 1  # refused once, never asked again
     assert client.receipts == []
-    assert not client.wait_for(1, timeout=0.1)  # returns at once: the client ended
+    with pytest.raises(rtkit.ClientError, match="ended before receiving"):
+        client.wait_for(1, timeout=5)  # raises at once: the client ended
     client.stop()  # still fine after the client ended by itself
 
 
@@ -464,10 +465,10 @@ def test_http_connection_streams_a_200_body_and_reads_a_refusal_whole() -> None:
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: ShortPollClient(URL, interval=0), "interval"),
-        (lambda: ShortPollClient(URL, interval=-0.5), "interval"),
-        (lambda: LongPollClient(URL, timeout=-1), "timeout"),
-        (lambda: LongPollClient(URL, timeout=121), "timeout"),
+        (lambda: ShortPollClient(URL, poll_interval=0), "poll_interval"),
+        (lambda: ShortPollClient(URL, poll_interval=-0.5), "poll_interval"),
+        (lambda: LongPollClient(URL, hold=-1), "hold"),
+        (lambda: LongPollClient(URL, hold=121), "hold"),
         *[(lambda cls=cls: cls("ftp://x"), "url") for cls in CLIENTS.values()],
         *[(lambda cls=cls: cls("127.0.0.1:8888"), "url") for cls in CLIENTS.values()],
         *[(lambda cls=cls: cls(URL, since=-1), "since") for cls in CLIENTS.values()],
@@ -491,9 +492,9 @@ def test_make_client() -> None:
         SSEClient,
         WebSocketClient,
     ]
-    client = make_client("poll", "http://127.0.0.1:1/", interval=0.25, since=4)
+    client = make_client("poll", "http://127.0.0.1:1/", poll_interval=0.25, since=4)
     assert isinstance(client, ShortPollClient)
-    assert (client.interval, client.since, client.url) == (0.25, 4, "http://127.0.0.1:1")
+    assert (client.poll_interval, client.since, client.url) == (0.25, 4, "http://127.0.0.1:1")
 
 
 # ----------------------------------------------------------------------------- stop
@@ -541,7 +542,7 @@ def test_stop_ends_a_client_that_swallowed_a_cancellation() -> None:
     client = _StubbornClient(URL).start()
     assert client.running
     started = time.monotonic()
-    client.stop(timeout=5.0)
+    client.stop()
     assert time.monotonic() - started < 2.0
     assert not client.running and client.error is None
 

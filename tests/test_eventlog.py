@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtkit.clock import now_ns
+from rtkit.core.clock import now_ns
 from rtkit.log import DEFAULT_CAPACITY, EventLog, LogEvent, Slice, encode_payload
 
 

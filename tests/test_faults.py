@@ -6,18 +6,18 @@ from __future__ import annotations
 import pytest
 
 import rtkit
+from rtkit.core.transports import TRANSPORTS
 from rtkit.measure import Experiment, Workload
-from rtkit.netem import NetworkEmulator
+from rtkit.net.emulator import NetworkEmulator
 
 from conftest import wait_until
 
-TRANSPORTS = ("poll", "longpoll", "sse", "ws")
 
 
 def run_through(proxy: NetworkEmulator, server: rtkit.Server, workload: Workload, **client_options):
     experiment = Experiment(
         TRANSPORTS, workload, server=server, via=proxy.url, poll_interval=0.05,
-        longpoll_timeout=5, drain_timeout=15, client_options=client_options,
+        longpoll_hold=5, drain_timeout=15, client_options=client_options,
     ).start()
     return experiment.result(timeout=120)
 
@@ -78,7 +78,7 @@ def test_a_stall_longer_than_the_heartbeat_window_is_survived(make_server, trans
     """A path that goes silent (no RST, nothing) is taken as dead and replaced."""
     server = make_server(heartbeat=0.2, retry_ms=20)
     proxy = NetworkEmulator(server.url).start()
-    options = {"interval": 0.05} if transport == "poll" else {"timeout": 0.3} if transport == "longpoll" else {}
+    options = {"poll_interval": 0.05} if transport == "poll" else {"hold": 0.3} if transport == "longpoll" else {}
     client = rtkit.make_client(
         transport, proxy.url, since=0, dead_after=0.8, reconnect_delay=0.05, **options
     ).start()

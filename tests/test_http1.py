@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtkit.exceptions import ProtocolError
+from rtkit.core.exceptions import ProtocolError
 from rtkit.wire.http1 import (
     MAX_HEAD_BYTES,
     BodyChunk,

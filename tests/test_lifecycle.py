@@ -245,7 +245,7 @@ def test_start_on_a_port_in_use_raises_server_error() -> None:
 @pytest.mark.parametrize("transport", ["poll", "longpoll", "sse", "ws"])
 def test_client_start_stop_cycles_leak_nothing(live_server: rtkit.Server, transport: str) -> None:
     live_server.publish("first")
-    options = {"interval": 0.02} if transport == "poll" else {}
+    options = {"poll_interval": 0.02} if transport == "poll" else {}
 
     def cycle() -> list[Client]:
         clients = [

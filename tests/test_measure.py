@@ -28,7 +28,7 @@ from conftest import wait_until
 
 
 def receipt(i: int, *, client: str = "c1", transport: str = "sse", pub: int = 1_000, lat: int = 500) -> Receipt:
-    return Receipt(transport, client, i, {"i": i}, pub + i, pub + i + lat, 10, 1 if i == 1 else 0, 0)
+    return Receipt(transport, client, i, {"i": i}, pub + i, pub + i + lat, 10, 3, 1 if i == 1 else 0, 0)
 
 
 # -- recorder -------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_many_streams_get_the_same_bytes_from_one_encoding(make_server: MakeServ
         finally:
             SSEFraming.event = original  # type: ignore[method-assign]
         assert calls == 1
-        assert len({c.stats.bytes_read for c in clients}) == 1
+        assert len({c.stats.bytes_in for c in clients}) == 1
     finally:
         for client in clients:
             client.stop()

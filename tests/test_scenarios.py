@@ -12,13 +12,13 @@ from conftest import refuses_connections, wait_until
 
 import rtkit
 from rtkit.measure import Workload, make_payload
+from rtkit.net.emulator import start_emulator
 from rtkit.measure.scenarios import (
     capture_log,
     delay_sweep,
     probe_path,
     run_with_faults,
     stalled_subscriber,
-    start_emulator,
 )
 
 
@@ -76,7 +76,7 @@ def test_run_with_faults_cuts_on_time_and_loses_nothing(make_server) -> None:
     try:
         run = run_with_faults(
             ["poll", "longpoll", "sse", "ws"], Workload(rate=100, duration=1.2), server=server, proxy=proxy,
-            faults=[(0.4, "cut all", proxy.cut_all)], poll_interval=0.05, longpoll_timeout=5,
+            faults=[(0.4, "cut all", proxy.cut_all)], poll_interval=0.05, longpoll_hold=5,
             client_options={"reconnect_delay": 0.05},
         )
     finally:

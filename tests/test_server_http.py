@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 import rtkit
-from rtkit.clock import now_ns
+from rtkit.core.clock import now_ns
 from rtkit.log import EventLog, Slice
 from rtkit.sse import Event, SSEDecoder
 

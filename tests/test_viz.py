@@ -18,9 +18,9 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from rtkit import viz
-from rtkit.measure import TRANSPORTS, Workload, run_experiment
+from rtkit.core.transports import TRANSPORTS, transport_color
+from rtkit.measure import Workload, run_experiment
 from rtkit.viz import (
-    TRANSPORT_COLORS,
     Dashboard,
     arrival_timeline,
     compare_figure,
@@ -28,7 +28,6 @@ from rtkit.viz import (
     live_dashboard,
     overhead_bars,
     overhead_figure,
-    transport_color,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -65,16 +64,6 @@ def _empty_frames(result):
 
 def _texts(ax: Axes) -> list[str]:
     return [t.get_text() for t in ax.texts]
-
-
-# -- colours ---------------------------------------------------------------------------------
-def test_every_transport_has_its_own_colour():
-    colours = [transport_color(t) for t in TRANSPORTS]
-    assert len(set(colours)) == 4
-    assert colours == [TRANSPORT_COLORS[t] for t in TRANSPORTS]
-    assert transport_color("browser-sse") not in colours  # a lighter shade of SSE's blue
-    assert transport_color("browser-carrier-pigeon") == TRANSPORT_COLORS["browser"]
-    assert transport_color("mqtt") == transport_color("mqtt")  # stable for unknown names
 
 
 def test_public_names_are_exported():

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtkit.exceptions import ProtocolError
+from rtkit.core.exceptions import ProtocolError
 from rtkit.wire.wsframes import (
     Frame,
     FrameParser,
@@ -117,7 +117,7 @@ def test_rfc_example_parses(
     name: str, raw: bytes, expected: list[Frame], encode_args: list[dict]
 ) -> None:
     assert parse(raw) == expected
-    assert sum(f.wire_bytes for f in expected) == len(raw)
+    assert sum(f.frame_bytes for f in expected) == len(raw)
 
 
 @pytest.mark.parametrize(("name", "raw", "expected", "encode_args"), RFC_EXAMPLES, ids=RFC_IDS)
@@ -279,7 +279,7 @@ def test_round_trip_random_chunking(stream: list[tuple[bytes, Frame]], data: st.
     cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=20), label="cuts")
     frames = parse(raw, cuts)
     assert frames == expected
-    assert sum(f.wire_bytes for f in frames) == len(raw)
+    assert sum(f.frame_bytes for f in frames) == len(raw)
 
 
 @settings(max_examples=40, deadline=None)

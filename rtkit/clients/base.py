@@ -22,57 +22,27 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
-from rtkit.clock import now_ns
-from rtkit.exceptions import ClientError, HTTPStatusError, ProtocolError
-from rtkit.loopthread import LoopThread
+from rtkit.core.api import DEFAULT_DEAD_AFTER
+from rtkit.core.clock import now_ns
+from rtkit.core.exceptions import ClientError, HTTPStatusError, ProtocolError
+from rtkit.core.loopthread import LoopThread
+from rtkit.core.records import GapNotice, Receipt
+from rtkit.core.resource import Resource
+from rtkit.core.waiting import wait_until
 from rtkit.wire.envelope import Gap, Received
 
 __all__ = ["Receipt", "GapNotice", "ClientStats", "Client", "client_loop", "refusal_error"]
 
 
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """One event as one client received it.
-
-    ``wire_bytes``: this event's share of the bytes read since the previous
-    delivery (headers, framing, heartbeats and empty answers included).
-    ``requests`` / ``empty_responses``: HTTP requests made and empty answers
-    received since the previous delivery, charged to the first event of a delivery.
-    """
-
-    transport: str
-    client: str
-    id: int
-    data: Any
-    published_ns: int
-    arrived_ns: int
-    wire_bytes: int
-    requests: int
-    empty_responses: int
-
-    @property
-    def latency_ns(self) -> int:
-        """One-way latency: arrival minus publish, on one clock."""
-        return self.arrived_ns - self.published_ns
-
-
-@dataclass(frozen=True, slots=True)
-class GapNotice:
-    """The server said events ``after+1 .. first_id-1`` were no longer retained."""
-
-    transport: str
-    client: str
-    after: int
-    first_id: int
-    missed: int
-    arrived_ns: int
-
-
 @dataclass
 class ClientStats:
-    """Running totals of one client (written on the client loop, read anywhere)."""
+    """Running totals of one client (written on the client loop, read anywhere).
 
-    bytes_read: int = 0
+    ``bytes_in`` / ``bytes_out``: every byte read from / written to the wire,
+    HTTP heads, framing, heartbeats, requests and empty answers included."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
     requests: int = 0
     empty_responses: int = 0
     events: int = 0
@@ -92,10 +62,6 @@ def refusal_error(status: int, body: bytes) -> HTTPStatusError:
         message = body[:200].decode("utf-8", "replace")
     return HTTPStatusError(status, message)
 
-
-#: Seconds of silence before a streaming connection is taken as dead: three
-#: of the server's default heartbeats.
-DEFAULT_DEAD_AFTER = 45.0
 
 _client_loop: LoopThread | None = None
 _client_loop_lock = threading.Lock()
@@ -119,8 +85,8 @@ def _stop_client_loop() -> None:
 _names = itertools.count(1)
 
 
-class Client:
-    """Base of the four transport clients. Subclasses implement :meth:`_run`.
+class Client(Resource):
+    """Base of the four transport clients. Subclasses implement :meth:`_session`.
 
     ``url``            the server's base URL, e.g. ``server.url``
     ``since``          None: only events published from now on; 0: all retained; N: after id N
@@ -130,7 +96,8 @@ class Client:
     ``reconnect_delay`` seconds before reconnecting after a connection error
     ``dead_after``     seconds of silence (no data, no heartbeat) after which a
                        connection is taken as dead and replaced; keep it a few
-                       times the server's heartbeat (default 15 s)
+                       times the server's heartbeat (default: three heartbeats,
+                       :data:`rtkit.core.api.DEFAULT_DEAD_AFTER`)
     ``token``          sent to servers that require one
 
     :meth:`start` returns at once; :meth:`stop` (any thread, idempotent) ends
@@ -139,6 +106,9 @@ class Client:
     """
 
     transport: ClassVar[str] = ""
+    kind = "client"
+    stop_rank = 30
+    lifecycle_error = ClientError
 
     def __init__(
         self,
@@ -153,15 +123,16 @@ class Client:
         dead_after: float = DEFAULT_DEAD_AFTER,
         token: str | None = None,
     ) -> None:
+        super().__init__()
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url must look like 'http://127.0.0.1:PORT', got {url!r}")
         if parts.scheme == "https":
             raise ValueError("https is not supported: rtkit's server speaks plain HTTP on loopback")
-        if since is not None and (not isinstance(since, int) or since < 0):
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
             raise ValueError(f"since must be None (new events only), 0 (all) or an id > 0, got {since!r}")
-        if reconnect_delay < 0:
-            raise ValueError(f"reconnect_delay must be >= 0 seconds, got {reconnect_delay!r}")
+        if isinstance(reconnect_delay, bool) or not isinstance(reconnect_delay, (int, float)) or reconnect_delay < 0:
+            raise ValueError(f"reconnect_delay must be a number of seconds >= 0, got {reconnect_delay!r}")
         if isinstance(dead_after, bool) or not isinstance(dead_after, (int, float)) or dead_after <= 0:
             raise ValueError(f"dead_after must be a positive number of seconds, got {dead_after!r}")
         self.url = url.rstrip("/")
@@ -170,7 +141,7 @@ class Client:
         self.name = name or f"{self.transport}-{next(_names)}"
         self.since = since
         self.on_receipt, self.on_gap, self.keep = on_receipt, on_gap, keep
-        self.reconnect_delay = reconnect_delay
+        self.reconnect_delay = float(reconnect_delay)
         self.dead_after = float(dead_after)
         self._last_read = 0.0
         self.token = token
@@ -182,22 +153,24 @@ class Client:
         self.error: BaseException | None = None
         self._loop_thread: LoopThread | None = None
         self._task: asyncio.Task[None] | None = None
-        self._started = threading.Event()
         self._changed = threading.Condition()
         #: Threads blocked in wait_for(); a delivery notifies only when there are some.
         self._waiters = 0
-        self._attributed_bytes = 0
+        self._attributed_in = 0
+        self._attributed_out = 0
         self._attributed_requests = 0
         self._attributed_empty = 0
 
     # -- lifecycle (any thread) ------------------------------------------------------
-    def start(self, loop: LoopThread | None = None) -> Client:
+    def start(self, loop: LoopThread | None = None) -> Client:  # type: ignore[override]
         """Start receiving on ``loop`` (default: the shared client loop); returns self."""
-        if self._loop_thread is not None:
-            raise ClientError(f"client {self.name} was already started")
-        self._loop_thread = loop or client_loop()
+        if self.state.value == "new":
+            self._loop_thread = loop or client_loop()
+        return super().start()
+
+    def _start(self) -> None:
+        assert self._loop_thread is not None
         self._loop_thread.run(self._spawn())
-        return self
 
     async def _spawn(self) -> None:
         self._task = asyncio.ensure_future(self._main())
@@ -217,10 +190,11 @@ class Client:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        """Started, not stopped, and still receiving (a refused client has ended)."""
+        return super().running and self._task is not None and not self._task.done()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop receiving and close the connection; idempotent, any thread but the loop's."""
+    def _stop(self, timeout: float = 10.0) -> None:
+        """Stop receiving and close the connection."""
         if self._loop_thread is None or self._task is None or not self._loop_thread.running:
             return
         self._loop_thread.run(self._cancel(), timeout)
@@ -236,18 +210,12 @@ class Client:
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
 
-    def __enter__(self) -> Client:
-        if self._loop_thread is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def wait_for(self, count: int | None = None, *, last_id: int | None = None, timeout: float = 10.0) -> bool:
-        """Block until ``count`` events arrived (or ``last_id`` was reached), the
-        client ended, or ``timeout`` seconds passed; True if the goal was met.
-        Not from the client loop."""
+        """Block until ``count`` events arrived and/or ``last_id`` was reached; True.
+
+        Raises :class:`~rtkit.core.exceptions.WaitTimeout` after ``timeout``
+        seconds, and :class:`~rtkit.core.exceptions.ClientError` if the client
+        ends first (a refusal: see :attr:`error`). Not from the client loop."""
         if count is None and last_id is None:
             raise ValueError("give count= or last_id=")
 
@@ -256,15 +224,24 @@ class Client:
                 last_id is None or (self.last_id or 0) >= last_id
             )
 
+        def settled() -> bool:
+            return met() or (self._task is not None and self._task.done())
+
+        goal = " and ".join(
+            part for part in (f"{count} events" if count is not None else "",
+                              f"event id {last_id}" if last_id is not None else "") if part
+        )
         with self._changed:
             self._waiters += 1
-            try:
-                self._changed.wait_for(
-                    lambda: met() or (self._task is not None and self._task.done()), timeout
-                )
-            finally:
+        try:
+            wait_until(settled, timeout, what=f"{self.name} receiving {goal} "
+                       f"(it has {self.stats.events}, last id {self.last_id})", condition=self._changed)
+        finally:
+            with self._changed:
                 self._waiters -= 1
-        return met()
+        if not met():
+            raise ClientError(f"{self.name} ended before receiving {goal}: {self.error or 'stopped'}")
+        return True
 
     # -- for subclasses (client loop only) ---------------------------------------------
     async def _run(self) -> None:
@@ -332,8 +309,11 @@ class Client:
         """Close connections (called once when the client ends)."""
 
     def count_read(self, nbytes: int) -> None:
-        self.stats.bytes_read += nbytes
+        self.stats.bytes_in += nbytes
         self._last_read = time.monotonic()
+
+    def count_sent(self, nbytes: int) -> None:
+        self.stats.bytes_out += nbytes
 
     def count_request(self) -> None:
         self.stats.requests += 1
@@ -358,18 +338,20 @@ class Client:
         if not events:
             return
         s = self.stats
-        new_bytes = s.bytes_read - self._attributed_bytes
-        share, extra = divmod(new_bytes, len(events))
+        share_in, extra_in = divmod(s.bytes_in - self._attributed_in, len(events))
+        share_out, extra_out = divmod(s.bytes_out - self._attributed_out, len(events))
         requests = s.requests - self._attributed_requests
         empty = s.empty_responses - self._attributed_empty
-        self._attributed_bytes, self._attributed_requests = s.bytes_read, s.requests
-        self._attributed_empty = s.empty_responses
+        self._attributed_in, self._attributed_out = s.bytes_in, s.bytes_out
+        self._attributed_requests, self._attributed_empty = s.requests, s.empty_responses
         for i, ev in enumerate(events):
+            first = i == 0
             receipt = Receipt(
                 self.transport, self.name, ev.id, ev.data, ev.published_ns, arrived_ns,
-                share + (extra if i == 0 else 0),
-                requests if i == 0 else 0,
-                empty if i == 0 else 0,
+                share_in + (extra_in if first else 0),
+                share_out + (extra_out if first else 0),
+                requests if first else 0,
+                empty if first else 0,
             )
             if self.keep:
                 self.receipts.append(receipt)
@@ -397,8 +379,9 @@ class Client:
             self.on_gap(notice)
 
     def __repr__(self) -> str:
-        state = "running" if self.running else ("failed" if self.error else "idle")
+        state = "running" if self.running else ("failed" if self.error else self.state.value)
         return (
             f"<{type(self).__name__} {self.name} {state} events={self.stats.events} "
-            f"last_id={self.last_id} requests={self.stats.requests} bytes={self.stats.bytes_read}>"
+            f"last_id={self.last_id} requests={self.stats.requests} "
+            f"bytes_in={self.stats.bytes_in} bytes_out={self.stats.bytes_out}>"
         )

@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from rtkit.clock import now_ns
-from rtkit.exceptions import ProtocolError
+from rtkit.core.clock import now_ns
+from rtkit.core.exceptions import ProtocolError
 from rtkit.wire.http1 import BodyChunk, ResponseEnd, ResponseHead, ResponseParser, format_request
 
 __all__ = ["READ_SIZE", "HTTPConnection", "Response", "SocketReader"]
@@ -91,7 +91,7 @@ class SocketReader(asyncio.BufferedProtocol):
 class Response:
     head: ResponseHead
     body: bytes
-    #: When the last byte of the response was read (``rtkit.clock.now_ns``).
+    #: When the last byte of the response was read (``rtkit.core.clock.now_ns``).
     arrived_ns: int
 
     @property
@@ -106,7 +106,8 @@ _TimedEvent = tuple[BodyChunk | ResponseHead | ResponseEnd, int]
 class HTTPConnection:
     """One HTTP/1.1 connection to ``host:port``, reopened as needed.
 
-    ``on_read(nbytes)`` is called for every read from the socket, and
+    ``on_read(nbytes)`` is called for every read from the socket,
+    ``on_sent(nbytes)`` for every request written, and
     ``on_connect()`` every time a TCP connection is opened. Use from one task
     at a time, on the client loop.
     """
@@ -117,11 +118,12 @@ class HTTPConnection:
         port: int,
         *,
         on_read: Callable[[int], None] = lambda n: None,
+        on_sent: Callable[[int], None] = lambda n: None,
         on_connect: Callable[[], None] = lambda: None,
         connect_timeout: float = 10.0,
     ) -> None:
         self.host, self.port = host, port
-        self._on_read, self._on_connect = on_read, on_connect
+        self._on_read, self._on_sent, self._on_connect = on_read, on_sent, on_connect
         self._connect_timeout = connect_timeout
         self._transport: asyncio.Transport | None = None
         self._parser = ResponseParser()
@@ -224,7 +226,9 @@ class HTTPConnection:
         await self._ensure_open()
         assert self._transport is not None
         self._parser.method = method
-        self._transport.write(format_request(method, target, self.authority, list(headers), body))
+        request = format_request(method, target, self.authority, list(headers), body)
+        self._on_sent(len(request))
+        self._transport.write(request)
 
     async def stream(
         self,

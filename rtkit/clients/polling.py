@@ -10,8 +10,10 @@ import asyncio
 from typing import Any
 
 from rtkit.clients.base import Client, refusal_error
+from rtkit.core.api import DEFAULT_LONGPOLL_HOLD, DEFAULT_POLL_INTERVAL, MAX_LONGPOLL_HOLD
+from rtkit.core.transports import TRANSPORT_TABLE
 from rtkit.clients.http import HTTPConnection
-from rtkit.exceptions import ProtocolError
+from rtkit.core.exceptions import ProtocolError
 from rtkit.wire.envelope import Batch, parse_batch
 
 __all__ = ["ShortPollClient", "LongPollClient"]
@@ -25,7 +27,8 @@ class _BatchClient(Client):
 
     async def _session(self) -> None:
         self._conn = HTTPConnection(
-            self.host, self.port, on_read=self.count_read, on_connect=self.count_connect
+            self.host, self.port, on_read=self.count_read, on_sent=self.count_sent,
+            on_connect=self.count_connect
         )
         try:
             await self._poll_loop()
@@ -75,20 +78,20 @@ class _BatchClient(Client):
 
 
 class ShortPollClient(_BatchClient):
-    """Asks ``GET /poll`` every ``interval`` seconds (at once again while ``more``).
+    """Asks ``GET /poll`` every ``poll_interval`` seconds (at once again while ``more``).
 
-    Requests keep a fixed cadence from the start, not "interval after the
-    answer", so the expected latency is ``interval / 2`` plus one round trip.
+    Requests keep a fixed cadence from the start, not "poll_interval after the
+    answer", so the expected latency is ``poll_interval / 2`` plus one round trip.
     """
 
     transport = "poll"
-    path = "/poll"
+    path = TRANSPORT_TABLE["poll"].path
 
-    def __init__(self, url: str, *, interval: float = 0.5, **kwargs: Any) -> None:
-        if not isinstance(interval, (int, float)) or not 0 < interval <= 3600:
-            raise ValueError(f"interval must be a number of seconds in (0, 3600], got {interval!r}")
+    def __init__(self, url: str, *, poll_interval: float = DEFAULT_POLL_INTERVAL, **kwargs: Any) -> None:
+        if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or not 0 < poll_interval <= 3600:
+            raise ValueError(f"poll_interval must be a number of seconds in (0, 3600], got {poll_interval!r}")
         super().__init__(url, **kwargs)
-        self.interval = float(interval)
+        self.poll_interval = float(poll_interval)
 
     async def _poll_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -97,28 +100,32 @@ class ShortPollClient(_BatchClient):
             batch = await self.fetch()
             if batch.more:
                 continue
-            next_at += self.interval
+            next_at += self.poll_interval
             now = loop.time()
             if next_at < now:  # fell behind (slow answer): skip, don't burst
-                next_at = now + self.interval - (now - next_at) % self.interval
-            await asyncio.sleep(next_at - now)
+                next_at = now + self.poll_interval - (now - next_at) % self.poll_interval
+            await asyncio.sleep(next_at - now)  # the polling cadence itself
 
 
 class LongPollClient(_BatchClient):
-    """Holds ``GET /longpoll`` open until events arrive or ``timeout`` passes, then asks again."""
+    """Asks ``GET /longpoll``, which the server holds up to ``hold`` seconds until
+    events arrive; asks again as soon as an answer comes."""
 
     transport = "longpoll"
-    path = "/longpoll"
+    path = TRANSPORT_TABLE["longpoll"].path
 
-    def __init__(self, url: str, *, timeout: float = 30.0, **kwargs: Any) -> None:
-        if not isinstance(timeout, (int, float)) or not 0 <= timeout <= 120:
-            raise ValueError(f"timeout must be a number of seconds from 0 to 120, got {timeout!r}")
+    def __init__(self, url: str, *, hold: float = DEFAULT_LONGPOLL_HOLD, **kwargs: Any) -> None:
+        if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0 <= hold <= MAX_LONGPOLL_HOLD:
+            raise ValueError(
+                f"hold must be a number of seconds from 0 to {MAX_LONGPOLL_HOLD:g} "
+                f"(how long the server may hold a request), got {hold!r}"
+            )
         super().__init__(url, **kwargs)
-        self.timeout = float(timeout)
+        self.hold = float(hold)
 
     def answer_timeout(self) -> float:
-        return self.timeout + self.dead_after  # the hold itself, then the usual patience
+        return self.hold + self.dead_after  # the hold itself, then the usual patience
 
     async def _poll_loop(self) -> None:
         while True:
-            await self.fetch(timeout=f"{self.timeout:g}")
+            await self.fetch(timeout=f"{self.hold:g}")

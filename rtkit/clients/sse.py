@@ -13,7 +13,7 @@ from typing import Any
 
 from rtkit.clients.base import Client, refusal_error
 from rtkit.clients.http import HTTPConnection
-from rtkit.exceptions import ProtocolError
+from rtkit.core.exceptions import ProtocolError
 from rtkit.wire.envelope import Received, parse_event, parse_gap
 from rtkit.wire.sse import SSEDecoder
 
@@ -37,7 +37,8 @@ class SSEClient(Client):
 
     async def _session(self) -> None:
         self._conn = HTTPConnection(
-            self.host, self.port, on_read=self.count_read, on_connect=self.count_connect
+            self.host, self.port, on_read=self.count_read, on_sent=self.count_sent,
+            on_connect=self.count_connect
         )
         headers = [("Accept", "text/event-stream"), ("Cache-Control", "no-cache")]
         if self.decoder.last_event_id:

@@ -28,8 +28,8 @@ from websockets.protocol import Event
 
 from rtkit.clients.base import Client, refusal_error
 from rtkit.clients.http import SocketReader
-from rtkit.clock import now_ns
-from rtkit.exceptions import ClientError
+from rtkit.core.clock import now_ns
+from rtkit.core.exceptions import ClientError
 from rtkit.wire.envelope import Gap, Received, parse_ws_message
 
 __all__ = ["WebSocketClient"]
@@ -67,6 +67,19 @@ class WebSocketClient(Client):
             def data_received(self, data: bytes) -> None:
                 client.count_read(len(data))
                 super().data_received(data)
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                # Count every byte websockets writes (the handshake request, masked
+                # frames, pongs, the close frame): what send_data takes to write.
+                take = self.protocol.data_to_send
+
+                def counted() -> list[bytes]:
+                    out = take()
+                    client.count_sent(sum(len(d) for d in out))
+                    return out
+
+                self.protocol.data_to_send = counted  # type: ignore[method-assign]
 
             def process_event(self, event: Event) -> None:
                 if isinstance(event, Frame) and event.opcode in _DATA_OPCODES:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rtkit.clock import now_ns
+from rtkit.core.clock import now_ns
 
 __all__ = ["DEFAULT_CAPACITY", "EventLog", "LogEvent", "Slice", "encode_payload"]
 

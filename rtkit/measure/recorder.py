@@ -10,21 +10,23 @@ DataFrame columns (one row per delivered message per client):
 ==================  ========  ===============================================
 column              dtype     meaning
 ==================  ========  ===============================================
-transport           category  "poll", "longpoll", "sse" or "ws"
+transport           category  "poll", "longpoll", "sse", "ws" (or "browser-sse", ...)
 client              category  the client's name, e.g. "sse-3"
-id                  int64     event id
-published_ns        int64     server clock at publish (``rtkit.clock.now_ns``)
+topic               category  the topic the event was published on
+id                  int64     event id (ids count per topic)
+published_ns        int64     server clock at publish (``rtkit.core.clock.now_ns``)
 arrived_ns          int64     same clock, when the client read the bytes
 latency_ms          float64   one-way latency, (arrived - published) / 1e6
 t_published_s       float64   publish time, seconds since the recorder's start
 t_arrived_s         float64   arrival time, seconds since the recorder's start
-wire_bytes          int64     bytes read on the wire attributed to this message
+bytes_in            int64     bytes read from the wire attributed to this message
+bytes_out           int64     bytes written to the wire attributed to this message
 requests            int64     HTTP requests made since the previous delivery
 empty_responses     int64     answers without events since the previous delivery
 ==================  ========  ===============================================
 
-Sums of ``wire_bytes``, ``requests`` and ``empty_responses`` over a client's
-rows give what that client spent to deliver them.
+Sums of ``bytes_in``, ``bytes_out``, ``requests`` and ``empty_responses``
+over a client's rows give what that client spent to deliver them.
 """
 
 from __future__ import annotations
@@ -33,21 +35,23 @@ from typing import Any
 
 import pandas as pd
 
-from rtkit.clients import GapNotice, Receipt
-from rtkit.clock import now_ns
+from rtkit.core.clock import now_ns
+from rtkit.core.records import GapNotice, Receipt
 
 __all__ = ["Recorder", "COLUMNS", "GAP_COLUMNS"]
 
 COLUMNS: dict[str, str] = {
     "transport": "category",
     "client": "category",
+    "topic": "category",
     "id": "int64",
     "published_ns": "int64",
     "arrived_ns": "int64",
     "latency_ms": "float64",
     "t_published_s": "float64",
     "t_arrived_s": "float64",
-    "wire_bytes": "int64",
+    "bytes_in": "int64",
+    "bytes_out": "int64",
     "requests": "int64",
     "empty_responses": "int64",
 }
@@ -55,6 +59,7 @@ COLUMNS: dict[str, str] = {
 GAP_COLUMNS: dict[str, str] = {
     "transport": "category",
     "client": "category",
+    "topic": "category",
     "after": "int64",
     "first_id": "int64",
     "missed": "int64",
@@ -76,8 +81,8 @@ class Recorder:
     def add(self, r: Receipt) -> None:
         """Record one receipt (the clients' ``on_receipt``). Any thread."""
         self._rows.append(
-            (r.transport, r.client, r.id, r.published_ns, r.arrived_ns,
-             r.wire_bytes, r.requests, r.empty_responses)
+            (r.transport, r.client, r.topic, r.id, r.published_ns, r.arrived_ns,
+             r.bytes_in, r.bytes_out, r.requests, r.empty_responses)
         )  # list.append is atomic under the GIL: no lock on the hot path
 
     def add_gap(self, gap: GapNotice) -> None:
@@ -98,8 +103,8 @@ class Recorder:
         ``start`` skips the first ``start`` rows, so a live view can read only
         what arrived since its last look (``len(recorder)`` then)."""
         rows = self._rows[start:]  # a consistent snapshot: appends only ever add at the end
-        names = ["transport", "client", "id", "published_ns", "arrived_ns",
-                 "wire_bytes", "requests", "empty_responses"]
+        names = ["transport", "client", "topic", "id", "published_ns", "arrived_ns",
+                 "bytes_in", "bytes_out", "requests", "empty_responses"]
         df = pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(
             {n: pd.Series(dtype="int64") for n in names}
         )
@@ -112,7 +117,7 @@ class Recorder:
         """One row per gap reported to a client."""
         gaps = self._gaps[:]
         df = pd.DataFrame(
-            [(g.transport, g.client, g.after, g.first_id, g.missed,
+            [(g.transport, g.client, g.topic, g.after, g.first_id, g.missed,
               (g.arrived_ns - self.start_ns) / 1e9) for g in gaps],
             columns=list(GAP_COLUMNS),
         )

@@ -21,18 +21,18 @@ from typing import Any
 
 import pandas as pd
 
-from rtkit.clients import CLIENTS, Client, make_client
-from rtkit.exceptions import RtkitError
+from rtkit.clients import Client, make_client
+from rtkit.core.api import DEFAULT_LONGPOLL_HOLD, DEFAULT_POLL_INTERVAL
+from rtkit.core.resource import Resource
+from rtkit.core.transports import TRANSPORTS, check_transports
+from rtkit.core.exceptions import RtkitError
 from rtkit.log import DEFAULT_CAPACITY
 from rtkit.measure.recorder import Recorder
 from rtkit.measure.summary import client_delivery, summarize
 from rtkit.measure.workload import Workload, make_payload
 from rtkit.server import Server
 
-__all__ = ["Experiment", "ExperimentResult", "run_experiment", "TRANSPORTS"]
-
-#: Every transport, in teaching order.
-TRANSPORTS = ("poll", "longpoll", "sse", "ws")
+__all__ = ["Experiment", "ExperimentResult", "run_experiment"]
 
 _CONNECT_TIMEOUT = 10.0
 
@@ -55,21 +55,24 @@ class ExperimentResult:
     client_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-class Experiment:
+class Experiment(Resource):
     """One run of ``workload`` against ``transports`` (see the module docstring).
 
     transports        any of "poll", "longpoll", "sse", "ws"
     clients           clients per transport
     poll_interval     seconds between short polls
-    longpoll_timeout  seconds a long poll may be held
+    longpoll_hold     seconds the server may hold a long poll
     server            a running server to use; by default one is started and stopped
     drain_timeout     seconds to wait after the last publish for deliveries
                       (default: poll interval + 2 s)
     via               a URL the clients connect to instead of the server's, e.g. a
-                      :class:`rtkit.netem.NetworkEmulator` in front of it
+                      :class:`rtkit.net.emulator.NetworkEmulator` in front of it
     client_options    more keyword arguments for every client (``dead_after``,
                       ``reconnect_delay``, ...)
     """
+
+    kind = "experiment"
+    stop_rank = 20
 
     def __init__(
         self,
@@ -77,25 +80,21 @@ class Experiment:
         workload: Workload | None = None,
         *,
         clients: int = 1,
-        poll_interval: float = 0.5,
-        longpoll_timeout: float = 30.0,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        longpoll_hold: float = DEFAULT_LONGPOLL_HOLD,
         server: Server | None = None,
         drain_timeout: float | None = None,
         via: str | None = None,
         client_options: dict[str, Any] | None = None,
     ) -> None:
-        self.transports = tuple(dict.fromkeys(transports))
-        unknown = [t for t in self.transports if t not in CLIENTS]
-        if unknown or not self.transports:
-            raise ValueError(
-                f"transports must be a non-empty selection of {', '.join(TRANSPORTS)}; got {list(transports)!r}"
-            )
+        super().__init__()
+        self.transports = check_transports(transports)
         if isinstance(clients, bool) or not isinstance(clients, int) or not 1 <= clients <= 5000:
             raise ValueError(f"clients must be an int from 1 to 5000 per transport; got {clients!r}")
         self.workload = workload or Workload()
         self.clients_per_transport = clients
         self.poll_interval = poll_interval
-        self.longpoll_timeout = longpoll_timeout
+        self.longpoll_hold = longpoll_hold
         self.drain_timeout = poll_interval + 2.0 if drain_timeout is None else drain_timeout
         self._given_server = server
         self.via = via
@@ -115,11 +114,9 @@ class Experiment:
         self._t0 = 0.0
 
     # -- lifecycle ---------------------------------------------------------------
-    def start(self) -> Experiment:
+    def _start(self) -> None:
         """Start the server (unless given) and the clients; return once they are
-        connected, with publishing under way in a background thread."""
-        if self._thread is not None:
-            raise RtkitError("this experiment was already started; make a new one")
+        subscribed, with publishing under way in a background thread."""
         try:
             self._setup()
         except BaseException:
@@ -127,7 +124,6 @@ class Experiment:
             raise
         self._thread = threading.Thread(target=self._run, name="rtkit-experiment", daemon=True)
         self._thread.start()
-        return self
 
     def _setup(self) -> None:
         if self._given_server is not None:
@@ -136,7 +132,7 @@ class Experiment:
             capacity = max(DEFAULT_CAPACITY, len(self._schedule) + 1000)
             self.server = Server(capacity=capacity).start()
         since = self.server.log.last_id  # every client starts from the same cursor
-        options = {"poll": {"interval": self.poll_interval}, "longpoll": {"timeout": self.longpoll_timeout}}
+        options = {"poll": {"poll_interval": self.poll_interval}, "longpoll": {"hold": self.longpoll_hold}}
         for transport in self.transports:
             for _ in range(self.clients_per_transport):
                 client = make_client(
@@ -202,6 +198,7 @@ class Experiment:
                 self._teardown()
             finally:
                 self._done.set()  # even if a client fails to stop: `running` must end
+                self._ended()
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_timeout
@@ -219,10 +216,15 @@ class Experiment:
             self.server.stop()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """End the run early (publishing stops, clients and owned server stop). Idempotent."""
+        """End the run early (publishing stops, clients and owned server stop);
+        returns once they have. Idempotent; harmless after the run ended."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        super().stop()
+
+    def _stop(self) -> None:
+        pass  # the run's own thread stops what it started (see _run)
 
     @property
     def running(self) -> bool:
@@ -238,12 +240,6 @@ class Experiment:
             raise self._error
         assert self._result is not None
         return self._result
-
-    def __enter__(self) -> Experiment:
-        return self.start() if self._thread is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- live views ----------------------------------------------------------------
     def dataframe(self) -> pd.DataFrame:
@@ -270,13 +266,13 @@ class Experiment:
         published = range(self._first_id, self._last_id + 1) if self._last_id else range(0)
         names: dict[str, list[str]] = {t: [] for t in self.transports}
         totals: dict[str, dict[str, int]] = {
-            t: {"requests": 0, "bytes_read": 0, "empty_responses": 0} for t in self.transports
+            t: {"requests": 0, "bytes_in": 0, "bytes_out": 0, "empty_responses": 0}
+            for t in self.transports
         }
         for c in self.clients:
             names[c.transport].append(c.name)
-            totals[c.transport]["requests"] += c.stats.requests
-            totals[c.transport]["bytes_read"] += c.stats.bytes_read
-            totals[c.transport]["empty_responses"] += c.stats.empty_responses
+            for key in ("requests", "bytes_in", "bytes_out", "empty_responses"):
+                totals[c.transport][key] += getattr(c.stats, key)
         cpu = {self.transports[0]: server_cpu} if server_cpu is not None and len(self.transports) == 1 else None
         return ExperimentResult(
             df=df,
@@ -288,7 +284,7 @@ class Experiment:
                 "transports": list(self.transports),
                 "clients": self.clients_per_transport,
                 "poll_interval": self.poll_interval,
-                "longpoll_timeout": self.longpoll_timeout,
+                "longpoll_hold": self.longpoll_hold,
             },
             published_ids=published,
             elapsed_s=time.perf_counter() - self._t0,

@@ -1,10 +1,10 @@
 """Experiments on a misbehaving network: the building blocks of notebooks 06 and 07.
 
 An emulated network sits between the clients and the server
-(:class:`rtkit.netem.NetworkEmulator`); these helpers run the course's
+(:class:`rtkit.net.emulator.NetworkEmulator`); these helpers run the course's
 experiments through it, so that a notebook cell stays "set up, run, look":
 
->>> proxy = start_emulator(server.url)                  # one per name: re-running replaces it
+>>> proxy = rtkit.start_emulator(server.url)            # one per name: re-running replaces it
 >>> probe_path(server, proxy.url)                        # WebSocket round trips, SSE one-way times
 >>> sweep = delay_sweep(server, proxy, [0, 0.05], Workload(rate=50, duration=2))
 >>> sweep.summary                                        # one row per (delay, transport)
@@ -23,12 +23,10 @@ the server, the emulator and the clients run on their own loops meanwhile.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,10 +36,11 @@ from typing import Any
 import pandas as pd
 
 from rtkit.clients import SSEClient, WebSocketClient
-from rtkit.clock import now_ns
-from rtkit.measure.runner import TRANSPORTS, Experiment, ExperimentResult
+from rtkit.core.clock import now_ns
+from rtkit.core.transports import TRANSPORTS, transport_order
+from rtkit.measure.runner import Experiment, ExperimentResult
 from rtkit.measure.workload import Workload
-from rtkit.netem import NetworkEmulator
+from rtkit.net.emulator import NetworkEmulator
 from rtkit.server import Server
 
 __all__ = [
@@ -52,37 +51,7 @@ __all__ = [
     "probe_path",
     "run_with_faults",
     "stalled_subscriber",
-    "start_emulator",
 ]
-
-
-# -- the emulator, notebook-friendly ---------------------------------------------------------
-_managed: dict[str, NetworkEmulator] = {}
-_managed_lock = threading.Lock()
-
-
-def start_emulator(target: str, *, name: str = "default", seed: int | None = None,
-                   **conditions: Any) -> NetworkEmulator:
-    """Start a :class:`~rtkit.netem.NetworkEmulator` in front of ``target`` and return it.
-
-    One emulator is kept per ``name``: starting again stops the previous one
-    first (as :func:`rtkit.start_server` does), so a re-run notebook cell
-    leaves exactly one behind. ``conditions`` are those of
-    :class:`~rtkit.netem.Conditions` (``latency``, ``jitter``, ``bandwidth``, ...).
-    """
-    proxy = NetworkEmulator(target, seed=seed, **conditions)  # validate before stopping anything
-    with _managed_lock:
-        previous = _managed.pop(name, None)
-        if previous is not None:
-            previous.stop()
-        _managed[name] = proxy.start()
-    return proxy
-
-
-@atexit.register
-def _stop_all() -> None:
-    for proxy in list(_managed.values()):
-        proxy.stop()
 
 
 # -- what a path does to one message -------------------------------------------------------------
@@ -129,7 +98,7 @@ class DelaySweep:
     def column(self, name: str = "latency_p50_ms") -> pd.DataFrame:
         """One summary column as a table: a row per delay, a column per transport."""
         table = self.summary[name].unstack("transport")
-        return table[[t for t in TRANSPORTS if t in table.columns] + [t for t in table.columns if t not in TRANSPORTS]]
+        return table[transport_order(table.columns)]
 
 
 def delay_sweep(server: Server, proxy: NetworkEmulator, delays: Iterable[float], workload: Workload,
@@ -139,7 +108,7 @@ def delay_sweep(server: Server, proxy: NetworkEmulator, delays: Iterable[float],
     (seconds, set as the proxy's ``latency`` in each direction, with ``jitter``),
     then put the proxy's latency and jitter back as they were.
     ``experiment_options`` go to :class:`~rtkit.measure.runner.Experiment`
-    (``poll_interval``, ``longpoll_timeout``, ...)."""
+    (``poll_interval``, ``longpoll_hold``, ...)."""
     before = proxy.conditions
     results: dict[float, ExperimentResult] = {}
     try:
@@ -178,7 +147,7 @@ class FaultRun:
         rows = [{"transport": self.transports[name], **{f: stats[f] for f in fields}}
                 for name, stats in self.result.client_stats.items()]
         table = pd.DataFrame(rows, columns=["transport", *fields]).groupby("transport", sort=False).sum()
-        return table.loc[[t for t in TRANSPORTS if t in table.index] + [t for t in table.index if t not in TRANSPORTS]]
+        return table.loc[transport_order(table.index)]
 
 
 def run_with_faults(transports: Iterable[str], workload: Workload, *, server: Server,

@@ -35,6 +35,8 @@ SUMMARY_COLUMNS = [
     "latency_max_ms",
     "requests_per_msg",
     "bytes_per_msg",
+    "bytes_in_per_msg",
+    "bytes_out_per_msg",
     "empty_responses",
     "server_cpu_s",
 ]
@@ -77,8 +79,10 @@ def summarize(
     client that received nothing at all is still counted (as all lost).
     ``server_cpu_s`` gives server-thread CPU seconds where measurable.
     ``totals`` maps a transport to its clients' whole-run ``requests``,
-    ``bytes_read`` and ``empty_responses`` (costs after the last delivery
-    included); without it the DataFrame's attributed columns are summed.
+    ``bytes_in``, ``bytes_out`` and ``empty_responses`` (costs after the last
+    delivery included); without it the DataFrame's attributed columns are summed.
+    ``bytes_per_msg`` counts both directions; ``bytes_in_per_msg`` and
+    ``bytes_out_per_msg`` split it.
     """
     clients = dict(clients or {t: sorted(g["client"].unique()) for t, g in df.groupby("transport", observed=True)})
     per_client = client_delivery(df, expected_ids).set_index("client")
@@ -95,7 +99,8 @@ def summarize(
         missed = 0 if own_gaps is None else int(own_gaps["missed"].sum())
         spent = (totals or {}).get(transport) or {
             "requests": int(sub["requests"].sum()),
-            "bytes_read": int(sub["wire_bytes"].sum()),
+            "bytes_in": int(sub["bytes_in"].sum()),
+            "bytes_out": int(sub["bytes_out"].sum()),
             "empty_responses": int(sub["empty_responses"].sum()),
         }
         rows[transport] = {
@@ -111,7 +116,9 @@ def summarize(
             "latency_p99_ms": q[2],
             "latency_max_ms": lat.max() if len(lat) else np.nan,
             "requests_per_msg": spent["requests"] / delivered if delivered else np.nan,
-            "bytes_per_msg": spent["bytes_read"] / delivered if delivered else np.nan,
+            "bytes_per_msg": (spent["bytes_in"] + spent["bytes_out"]) / delivered if delivered else np.nan,
+            "bytes_in_per_msg": spent["bytes_in"] / delivered if delivered else np.nan,
+            "bytes_out_per_msg": spent["bytes_out"] / delivered if delivered else np.nan,
             "empty_responses": int(spent["empty_responses"]),
             "server_cpu_s": (server_cpu_s or {}).get(transport, np.nan),
         }

@@ -1,45 +1,70 @@
-"""The Tornado application: one route per transport, all serving one log."""
+"""The Tornado application: one route per transport, all serving one log.
+
+Features above the server layer plug their routes in with
+:func:`add_feature_routes` (the browser page, :mod:`rtkit.browser`, adds
+``/ui/`` and ``/browser/*`` when it is imported, as ``import rtkit`` does), so
+the server never imports what is built on it.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 from tornado.web import Application
 
+from rtkit.core.api import api_document
 from rtkit.log import EventLog
-from rtkit.server.base import NotFoundHandler, log_request
-from rtkit.server.browser import (
-    ClockHandler,
-    ReceiptsHandler,
-    TrackedSSEHandler,
-    TrackedWebSocketHandler,
-    UIHandler,
-    UIRedirectHandler,
-)
+from rtkit.server.base import BaseHandler, NotFoundHandler, log_request
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import Hub
 from rtkit.server.polling import LongPollHandler, PollHandler
-from rtkit.server.publish import PublishHandler, StatsHandler
+from rtkit.server.publish import PublishHandler
+from rtkit.server.sse import SSEHandler
+from rtkit.server.stats import StatsHandler
+from rtkit.server.websocket import WebSocketEventsHandler
 
-__all__ = ["make_app"]
+__all__ = ["ApiHandler", "add_feature_routes", "make_app"]
+
+#: A feature's routes: given the shared handler arguments, Tornado URL rules.
+RouteProvider = Callable[[dict[str, Any]], list[tuple[Any, ...]]]
+_feature_routes: list[RouteProvider] = []
+
+
+def add_feature_routes(provider: RouteProvider) -> None:
+    """Serve ``provider(shared)``'s routes on every server made from now on (once per provider)."""
+    if provider not in _feature_routes:
+        _feature_routes.append(provider)
+
+
+class ApiHandler(BaseHandler):
+    """``GET /api``: the routes, parameters, limits and transports (:mod:`rtkit.core.api`),
+    with this server's own limits."""
+
+    def get(self) -> None:
+        c = self.config
+        self.write_json(json.dumps(api_document(
+            max_payload_bytes=c.max_payload, batch_limit=c.batch_limit,
+            heartbeat_s=c.heartbeat, retry_ms=c.retry_ms,
+        )))
 
 
 def make_app(log: EventLog, hub: Hub, config: ServerConfig) -> Application:
     shared = {"log": log, "hub": hub, "config": config}
+    rules: list[tuple[Any, ...]] = [
+        (r"/poll", PollHandler, shared),
+        (r"/longpoll", LongPollHandler, shared),
+        (r"/sse", SSEHandler, shared),
+        (r"/ws", WebSocketEventsHandler, shared),
+        (r"/publish", PublishHandler, shared),
+        (r"/stats", StatsHandler, shared),
+        (r"/api", ApiHandler, shared),
+    ]
+    for provider in _feature_routes:
+        rules += provider(shared)
     return Application(
-        [
-            (r"/poll", PollHandler, shared),
-            (r"/longpoll", LongPollHandler, shared),
-            # The stock SSE and WebSocket handlers, tracked so the kernel can cut them
-            # (rtkit.browser.cut_streams) and see how clients came back.
-            (r"/sse", TrackedSSEHandler, shared),
-            (r"/ws", TrackedWebSocketHandler, shared),
-            (r"/publish", PublishHandler, shared),
-            (r"/stats", StatsHandler, shared),
-            # The browser page (rtkit.server.browser): its files, clock and receipts.
-            (r"/ui", UIRedirectHandler, shared),
-            (r"/ui/(.*)", UIHandler, shared),
-            (r"/browser/clock", ClockHandler, shared),
-            (r"/browser/receipts", ReceiptsHandler, shared),
-        ],
+        rules,
         default_handler_class=NotFoundHandler,
         default_handler_args=shared,
         websocket_max_message_size=config.max_payload,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from urllib.parse import urlsplit
 from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
+from rtkit.core.api import routes_help
 from rtkit.log import EventLog
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import Hub
@@ -30,10 +32,10 @@ __all__ = [
 #: something to print into a notebook. Enable with logging.getLogger("rtkit.server").
 logger = logging.getLogger("rtkit.server")
 
-ROUTES_HELP = (
-    "GET /poll, GET /longpoll, GET /sse, GET /ws (WebSocket), POST /publish, GET /stats, "
-    "GET /ui/ (the browser page), GET /browser/clock, POST /browser/receipts"
-)
+#: What a client may call itself (the browser page's ``client``, a receipt batch's).
+CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+ROUTES_HELP = routes_help()
 
 
 def check_token(handler: RequestHandler, config: ServerConfig) -> None:
@@ -100,6 +102,14 @@ class RtkitHandlerMixin(RequestHandler):
         if raw is None:
             raw = self.get_query_argument("since", None)
         return parse_since(raw, last_id=self.log.last_id, name=name)
+
+    def user_agent(self) -> str:
+        return self.request.headers.get("User-Agent", "")[:200]
+
+    def client_name(self) -> str | None:
+        """The ``client`` query argument the browser page names itself with, if valid."""
+        name = self.get_query_argument("client", None)
+        return name if name is not None and CLIENT_NAME.match(name) else None
 
     def write_json(self, text: str) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")

@@ -28,6 +28,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from rtkit.log import LogEvent
+from rtkit.server.connections import ConnectionRegistry
 
 if TYPE_CHECKING:
     from rtkit.server.outbox import Framing, Outbox
@@ -92,8 +93,9 @@ class Hub:
         self._waiters: set[asyncio.Future[bool]] = set()
         self._wake_pending = False
         self.closed = False
-        #: Open connections per transport ("sse", "ws", "longpoll"), for /stats and tests.
-        self.connections: Counter[str] = Counter()
+        #: Every open stream and held request (counts, /stats, cutting derive from it).
+        self.registry = ConnectionRegistry()
+        self.registry.call_on_loop = loop.call_soon_threadsafe
         #: Connections the server ended, by reason ("slow_consumer").
         self.dropped: Counter[str] = Counter()
         #: The streaming connections being fed (see rtkit.server.outbox).
@@ -214,6 +216,21 @@ class Hub:
         """Long polls and streams currently waiting for a publish (streams that
         sent everything and have no write pending)."""
         return len(self._waiters) + sum(box.caught_up for box in self.outboxes)
+
+    async def wait_closed(self, timeout: float) -> None:
+        """After :meth:`close`: wait until every connection has said goodbye and
+        unregistered, or ``timeout`` seconds passed."""
+        if not len(self.registry):
+            return
+        emptied = asyncio.Event()
+        self.registry.on_empty = emptied.set
+        try:
+            if len(self.registry):
+                await asyncio.wait_for(emptied.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass  # the server closes what is left
+        finally:
+            self.registry.on_empty = None
 
     def close(self) -> None:
         """Server shutdown: release every waiter with :class:`HubClosed` and end

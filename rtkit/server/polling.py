@@ -46,7 +46,9 @@ class LongPollHandler(HeldRequestMixin, PollHandler):
             self.get_query_argument("timeout", None), default=DEFAULT_LONGPOLL_TIMEOUT
         )
         limit = parse_limit(self.get_query_argument("limit", None), maximum=self.config.batch_limit)
-        self.hub.connections["longpoll"] += 1
+        self.hub.registry.opened(self, "longpoll", cut=self.cut_connection,
+                                 since=self.get_query_argument("since", None),
+                                 user_agent=self.user_agent(), client=self.client_name())
         try:
             found = await self._hold(since, limit, timeout)
         except ClientGone:
@@ -54,8 +56,14 @@ class LongPollHandler(HeldRequestMixin, PollHandler):
         except HubClosed:  # the server is shutting down: answer with what there is
             found = self.log.after(since, limit)
         finally:
-            self.hub.connections["longpoll"] -= 1
+            self.hub.registry.closed(self)
         self.answer(found)
+
+    def cut_connection(self) -> None:
+        """Drop the TCP connection now, as a failing network would."""
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            stream.close()
 
     async def _hold(self, since: int, limit: int, timeout: float) -> Slice:
         loop = asyncio.get_running_loop()

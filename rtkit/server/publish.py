@@ -16,7 +16,7 @@ from rtkit.log import encode_payload
 from rtkit.server.base import BaseHandler
 from rtkit.server.params import BadRequest
 
-__all__ = ["PublishHandler", "StatsHandler"]
+__all__ = ["PublishHandler"]
 
 
 def _too_large(limit: int) -> BadRequest:
@@ -69,22 +69,3 @@ class PublishHandler(BaseHandler):
             raise BadRequest(str(exc)) from None
         event = self.log.append_json(data_json)
         self.write_json(json.dumps({"id": event.id}))
-
-
-class StatsHandler(BaseHandler):
-    """``GET /stats``: the log's extent and the open connections per transport."""
-
-    def get(self) -> None:
-        self.write_json(
-            json.dumps(
-                {
-                    "last_id": self.log.last_id,
-                    "first_retained": self.log.first_retained,
-                    "capacity": self.log.capacity,
-                    "connections": dict(self.hub.connections),
-                    "waiting": self.hub.waiting,
-                    "dropped": dict(self.hub.dropped),
-                    "buffered_bytes": self.hub.buffered_bytes,
-                }
-            )
-        )

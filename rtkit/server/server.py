@@ -14,21 +14,20 @@ the unmanaged form for scripts that want several servers.
 from __future__ import annotations
 
 import asyncio
-import atexit
-import threading
-import weakref
 from typing import Any
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
-from rtkit.exceptions import ServerError
+from rtkit.core.exceptions import ServerError
 from rtkit.log import EventLog
-from rtkit.loopthread import LoopThread
+from rtkit.core.loopthread import LoopThread
+from rtkit.core.resource import Resource, start_managed
 from rtkit.server.app import make_app
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import Hub
+from rtkit.server.stats import build_stats
 
 __all__ = ["Server", "start_server"]
 
@@ -38,45 +37,41 @@ _STOP_TIMEOUT = 10.0
 _GOODBYE_TIMEOUT = 2.0
 
 
-class Server:
+class Server(Resource):
     """One in-kernel rtkit server. See the module docstring.
 
     Thread-safety: :meth:`publish`, :meth:`stop`, :meth:`stats` and the
     properties may be called from any thread, including the kernel's.
     """
 
+    kind = "server"
+    stop_rank = 70
+    lifecycle_error = ServerError
+
     def __init__(self, config: ServerConfig | None = None, **settings: Any) -> None:
+        super().__init__()
         if config is not None and settings:
             raise TypeError("pass either a ServerConfig or keyword settings, not both")
         self.config = config if config is not None else ServerConfig(**settings)
         self.log = EventLog(self.config.capacity)
         self._thread = LoopThread("rtkit-server")
-        self._state = "new"  # new -> running -> stopped
-        self._lock = threading.Lock()
         self._http: HTTPServer | None = None
         self._hub: Hub | None = None
         self.port = 0
 
     # -- lifecycle -------------------------------------------------------------
-    def start(self) -> Server:
-        """Bind and serve in a background thread; returns self. Raises
-        :class:`~rtkit.exceptions.ServerError` if the address cannot be bound."""
-        with self._lock:
-            if self._state != "new":
-                raise ServerError(f"this server was already {self._state}; make a new one")
-            self._thread.start()
-            try:
-                self._thread.run(self._open(), _START_TIMEOUT)
-            except OSError as exc:
-                self._thread.stop()
-                self._state = "stopped"
-                raise ServerError(
-                    f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}; "
-                    f"pass port=0 for any free port"
-                ) from exc
-            self._state = "running"
-        _live_servers.add(self)
-        return self
+    def _start(self) -> None:
+        """Bind and serve in a background thread. Raises
+        :class:`~rtkit.core.exceptions.ServerError` if the address cannot be bound."""
+        self._thread.start()
+        try:
+            self._thread.run(self._open(), _START_TIMEOUT)
+        except OSError as exc:
+            self._thread.stop()
+            raise ServerError(
+                f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}; "
+                f"pass port=0 for any free port"
+            ) from exc
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,50 +88,26 @@ class Server:
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
 
-    def stop(self) -> None:
-        """Close every connection, stop the thread and free the port. Idempotent."""
-        with self._lock:
-            if self._state != "running":
-                self._state = "stopped"
-                return
-            self._state = "stopped"
-            try:
-                self._thread.run(self._close(), _STOP_TIMEOUT)
-            finally:
-                self._thread.stop(_STOP_TIMEOUT)
-                if self._hub is not None:
-                    self.log.remove_listener(self._hub.on_publish)
-        _live_servers.discard(self)
-        for name, server in list(_managed.items()):
-            if server is self:
-                _managed.pop(name, None)
+    def _stop(self) -> None:
+        """Close every connection, stop the thread and free the port."""
+        try:
+            self._thread.run(self._close(), _STOP_TIMEOUT)
+        finally:
+            self._thread.stop(_STOP_TIMEOUT)
+            if self._hub is not None:
+                self.log.remove_listener(self._hub.on_publish)
 
     async def _close(self) -> None:
         assert self._http is not None and self._hub is not None
         self._http.stop()  # stop accepting
         self._hub.close()  # streams end, long polls answer, WebSockets close 1001
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _GOODBYE_TIMEOUT
-        while any(self._hub.connections.values()) and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        await self._hub.wait_closed(_GOODBYE_TIMEOUT)
         try:
             await asyncio.wait_for(self._http.close_all_connections(), _GOODBYE_TIMEOUT)
         except asyncio.TimeoutError:
             pass  # IOLoop.close(all_fds=True) closes what is left
 
-    def __enter__(self) -> Server:
-        if self._state == "new":
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- use ------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._state == "running"
-
     @property
     def url(self) -> str:
         """``http://HOST:PORT`` of the running server."""
@@ -147,10 +118,17 @@ class Server:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
+    @property
+    def hub(self) -> Hub:
+        """The hub of the running server (its connection registry: ``hub.registry``)."""
+        if self._hub is None:
+            raise ServerError("the server has not started")
+        return self._hub
+
     def publish(self, payload: Any) -> int:
         """Publish any JSON-able value; returns its event id. Any thread."""
-        if self._state != "running":
-            raise ServerError(f"cannot publish: the server is {self._state}; start one first")
+        if not self.running:
+            raise ServerError(f"cannot publish: the server is {self.state.value}; start one first")
         return self.log.append(payload).id
 
     def cpu_seconds(self) -> float | None:
@@ -158,32 +136,21 @@ class Server:
         return self._thread.cpu_seconds()
 
     def stats(self) -> dict[str, Any]:
-        """The log's extent and the open connections per transport."""
-        if self._state != "running":
-            return {"last_id": self.log.last_id, "connections": {}, "waiting": 0}
+        """What ``GET /stats`` answers (:func:`rtkit.server.stats.build_stats`)."""
+        if not self.running or self._hub is None:
+            return {"last_id": self.log.last_id, "first_retained": self.log.first_retained,
+                    "capacity": self.log.capacity, "connections": {}, "waiting": 0,
+                    "dropped": {}, "buffered_bytes": 0}
 
         async def read() -> dict[str, Any]:
             assert self._hub is not None
-            return {
-                "last_id": self.log.last_id,
-                "first_retained": self.log.first_retained,
-                "connections": {k: v for k, v in self._hub.connections.items() if v},
-                "waiting": self._hub.waiting,
-                "dropped": dict(self._hub.dropped),
-                "buffered_bytes": self._hub.buffered_bytes,
-            }
+            return build_stats(self.log, self._hub)
 
         return self._thread.run(read(), _STOP_TIMEOUT)
 
     def __repr__(self) -> str:
-        where = self.url if self._state == "running" else ""
-        return f"<rtkit.Server {self._state} {where} last_id={self.log.last_id}>".replace("  ", " ")
-
-
-# -- notebook-friendly management --------------------------------------------------------
-_managed: dict[str, Server] = {}
-_managed_lock = threading.Lock()
-_live_servers: weakref.WeakSet[Server] = weakref.WeakSet()
+        where = f" {self.url}" if self.running else ""
+        return f"<rtkit.Server {self.state.value}{where} last_id={self.log.last_id}>"
 
 
 def start_server(*, name: str = "default", **settings: Any) -> Server:
@@ -193,17 +160,4 @@ def start_server(*, name: str = "default", **settings: Any) -> Server:
     first, so a re-run notebook cell leaves exactly one server running. The
     keyword settings are those of :class:`~rtkit.server.config.ServerConfig`.
     """
-    config = ServerConfig(**settings)  # validate before stopping anything
-    with _managed_lock:
-        previous = _managed.pop(name, None)
-        if previous is not None:
-            previous.stop()
-        server = Server(config).start()
-        _managed[name] = server
-    return server
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_live_servers):
-        server.stop()
+    return start_managed(Server(ServerConfig(**settings)), name)  # validated before anything stops

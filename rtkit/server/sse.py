@@ -19,6 +19,7 @@ from tornado.iostream import StreamClosedError
 
 from rtkit.log import LogEvent
 from rtkit.server.base import BaseHandler
+from rtkit.server.params import BadRequest
 from rtkit.server.hub import HubClosed
 from rtkit.server.outbox import Ending, Framing, Outbox
 from rtkit.wire.envelope import Gap, event_json, gap_json
@@ -77,24 +78,40 @@ class SSEHandler(BaseHandler):
         # The HTML spec: a reconnecting EventSource sends the last event ID it
         # saw as `Last-Event-ID`; it wins over the `since` of the URL.
         header = self.request.headers.get("Last-Event-ID")
-        if header is not None and header.strip():
-            cursor = self.since(header, name="Last-Event-ID")
-        else:
-            cursor = self.since()
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("X-Accel-Buffering", "no")  # ask reverse proxies not to buffer
-        self.write(encode_comment(f"rtkit stream after id {cursor}"))
-        self.write(b"retry: %d\n\n" % self.config.retry_ms)
-        self.hub.connections["sse"] += 1
+        registry = self.hub.registry
+        registry.opened(
+            self, "sse", cut=self.cut_connection, since=self.get_query_argument("since", None),
+            last_event_id=header, user_agent=self.user_agent(), client=self.client_name(),
+        )
+        status = None
         try:
-            await self.flush()  # the head and greeting, through Tornado
-            await self._serve(cursor)
-        except (StreamClosedError, HubClosed):
-            pass  # the client left, or the server stops: end the response
+            if header is not None and header.strip():
+                cursor = self.since(header, name="Last-Event-ID")
+            else:
+                cursor = self.since()
+            self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.set_header("X-Accel-Buffering", "no")  # ask reverse proxies not to buffer
+            self.write(encode_comment(f"rtkit stream after id {cursor}"))
+            self.write(b"retry: %d\n\n" % self.config.retry_ms)
+            try:
+                await self.flush()  # the head and greeting, through Tornado
+                await self._serve(cursor)
+            except (StreamClosedError, HubClosed):
+                pass  # the client left, or the server stops: end the response
+            finally:
+                if self._outbox is not None:
+                    self._outbox.end(Ending.CLIENT_GONE)
+        except BadRequest as exc:
+            status = exc.status_code
+            raise
         finally:
-            if self._outbox is not None:
-                self._outbox.end(Ending.CLIENT_GONE)
-            self.hub.connections["sse"] -= 1
+            registry.closed(self, status)
+
+    def cut_connection(self) -> None:
+        """Drop the TCP connection now, as a failing network would."""
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            stream.close()
 
     async def _serve(self, cursor: int) -> None:
         """Have the hub feed the stream until it ends (``get`` then finishes the response)."""

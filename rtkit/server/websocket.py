@@ -33,7 +33,7 @@ from typing import Any
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from rtkit.clock import now_ns
+from rtkit.core.clock import now_ns
 from rtkit.log import LogEvent, encode_payload
 from rtkit.server.base import RtkitHandlerMixin
 from rtkit.server.hub import HubClosed
@@ -124,7 +124,10 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
             self._outbox.unanswered = False
 
     def open(self, *args: str, **kwargs: str) -> None:
-        self.hub.connections["ws"] += 1
+        self.hub.registry.opened(
+            self, "ws", cut=self.cut_connection, since=self.get_query_argument("since", None),
+            user_agent=self.user_agent(), client=self.client_name(),
+        )
         self._release_http_connection()
         self.set_nodelay(True)
         self.write_message(
@@ -207,6 +210,13 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
 
     def on_close(self) -> None:
         # Tornado calls on_close also for a client that left before open().
+        self.hub.registry.closed(self)
         if self._outbox is not None:
-            self.hub.connections["ws"] -= 1
             self._outbox.end(Ending.CLIENT_GONE)
+
+    def cut_connection(self) -> None:
+        """Drop the TCP connection now, as a failing network would."""
+        conn = self.ws_connection
+        stream = getattr(conn, "stream", None)
+        if stream is not None:
+            stream.close()

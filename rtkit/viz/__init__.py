@@ -7,22 +7,15 @@ them live. Both read only what :mod:`rtkit.measure` produces.
 
 from rtkit.viz.dashboard import Dashboard, live_dashboard
 from rtkit.viz.plots import (
-    TRANSPORT_COLORS,
-    TRANSPORT_LABELS,
     arrival_timeline,
     cdf_points,
     compare_figure,
     latency_cdf,
     overhead_bars,
     overhead_figure,
-    transport_color,
-    transport_label,
-    transport_order,
 )
 
 __all__ = [
-    "TRANSPORT_COLORS",
-    "TRANSPORT_LABELS",
     "Dashboard",
     "arrival_timeline",
     "cdf_points",
@@ -31,7 +24,4 @@ __all__ = [
     "live_dashboard",
     "overhead_bars",
     "overhead_figure",
-    "transport_color",
-    "transport_label",
-    "transport_order",
 ]

@@ -39,8 +39,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-from rtkit.measure import TRANSPORTS, Experiment, ExperimentResult, Workload
-from rtkit.viz.plots import cdf_points, transport_color, transport_label
+from rtkit.core.api import DEFAULT_LONGPOLL_HOLD, DEFAULT_POLL_INTERVAL
+from rtkit.core.transports import TRANSPORTS, transport_color, transport_label
+from rtkit.measure import Experiment, ExperimentResult, Workload
+from rtkit.viz.plots import cdf_points
 
 __all__ = ["Dashboard", "live_dashboard"]
 
@@ -52,8 +54,8 @@ _DEFAULTS: dict[str, Any] = {
     "transports": TRANSPORTS,
     "rate": 50.0,
     "payload": 100,
-    "poll_interval": 0.5,
-    "longpoll_timeout": 30.0,
+    "poll_interval": DEFAULT_POLL_INTERVAL,
+    "longpoll_hold": DEFAULT_LONGPOLL_HOLD,
     "duration": 5.0,
     "clients": 1,
 }
@@ -90,7 +92,7 @@ class _LiveData:
                 chunks["t"].append(rows["t_published_s"].to_numpy(float) - self.t0)
                 chunks["lat"].append(rows["latency_ms"].to_numpy(float))
                 chunks["req"].append(rows["requests"].to_numpy(np.int64))
-                chunks["bytes"].append(rows["wire_bytes"].to_numpy(np.int64))
+                chunks["bytes"].append((rows["bytes_in"] + rows["bytes_out"]).to_numpy(np.int64))
 
     def column(self, transport: str, name: str) -> np.ndarray:
         chunks = self._chunks[transport][name]
@@ -270,7 +272,7 @@ class Dashboard:
 
     Keyword defaults (all optional): ``transports`` (any of poll, longpoll, sse,
     ws), ``rate`` (messages/s), ``payload`` (bytes), ``poll_interval`` (s),
-    ``longpoll_timeout`` (s), ``duration`` (s), ``clients`` (per transport).
+    ``longpoll_hold`` (s), ``duration`` (s), ``clients`` (per transport).
     ``period`` is the redraw period in seconds (0.2: five frames a second);
     ``figsize`` and ``dpi`` size the picture.
 
@@ -338,8 +340,8 @@ class Dashboard:
         self.poll_interval = widgets.FloatLogSlider(
             value=d["poll_interval"], base=10, min=-2, max=0.7, step=0.05,
             description="poll every (s)", readout_format=".3g", style=style, layout=wide)
-        self.longpoll_timeout = widgets.FloatSlider(
-            value=d["longpoll_timeout"], min=0.5, max=120, step=0.5,
+        self.longpoll_hold = widgets.FloatSlider(
+            value=d["longpoll_hold"], min=0.5, max=120, step=0.5,
             description="long-poll hold (s)", readout_format=".1f", style=style, layout=wide)
         self.duration = widgets.FloatSlider(
             value=d["duration"], min=0.5, max=60, step=0.5, description="duration (s)",
@@ -367,7 +369,7 @@ class Dashboard:
                 widgets.HTML("<b>Workload</b>"),
                 self.rate, self.payload, self.duration, self.clients,
                 widgets.HTML("<b>Transport settings</b>"),
-                self.poll_interval, self.longpoll_timeout,
+                self.poll_interval, self.longpoll_hold,
                 widgets.HBox([self.start_button, self.stop_button]),
                 self.status,
             ],
@@ -386,7 +388,7 @@ class Dashboard:
             "duration": float(self.duration.value),
             "clients": int(self.clients.value),
             "poll_interval": float(self.poll_interval.value),
-            "longpoll_timeout": float(self.longpoll_timeout.value),
+            "longpoll_hold": float(self.longpoll_hold.value),
         }
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -417,7 +419,7 @@ class Dashboard:
             workload = Workload(rate=s["rate"], duration=s["duration"], payload=s["payload"])
             experiment = Experiment(
                 s["transports"], workload, clients=s["clients"],
-                poll_interval=s["poll_interval"], longpoll_timeout=s["longpoll_timeout"],
+                poll_interval=s["poll_interval"], longpoll_hold=s["longpoll_hold"],
             )
             self._closing.clear()
             planned = workload.expected_count

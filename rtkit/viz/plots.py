@@ -8,8 +8,8 @@ shows it); the functions returning a whole :class:`~matplotlib.figure.Figure`
 (:func:`overhead_figure`, :func:`compare_figure`) never touch pyplot, so they
 are safe in any thread and in scripts (``fig.savefig("compare.png")``).
 
-Each transport keeps one colour everywhere (:data:`TRANSPORT_COLORS`,
-:func:`transport_color`). An empty DataFrame gives an empty plot with a note,
+Each transport keeps one colour everywhere (the table in
+:mod:`rtkit.core.transports`). An empty DataFrame gives an empty plot with a note,
 never an exception. All of this works with the ``Agg`` backend.
 
 >>> result = run_experiment(["poll", "sse"], Workload(rate=50, duration=1))
@@ -19,11 +19,8 @@ never an exception. All of this works with the ``Agg`` backend.
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Sequence
 from typing import Any
 
-import matplotlib.colors as mcolors
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -32,73 +29,18 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from rtkit.measure import TRANSPORTS
+from rtkit.core.transports import transport_color, transport_label, transport_order
 
 __all__ = [
-    "TRANSPORT_COLORS",
-    "TRANSPORT_LABELS",
     "arrival_timeline",
     "cdf_points",
     "compare_figure",
     "latency_cdf",
     "overhead_bars",
     "overhead_figure",
-    "transport_color",
-    "transport_label",
-    "transport_order",
 ]
 
-#: One colour per transport (Okabe-Ito, readable by colour-blind readers).
-#: ``"browser"`` is the fallback for browser clients of a transport we do not know.
-TRANSPORT_COLORS: dict[str, str] = {
-    "poll": "#D55E00",  # vermilion
-    "longpoll": "#E69F00",  # orange
-    "sse": "#0072B2",  # blue
-    "ws": "#009E73",  # green
-    "browser": "#CC79A7",  # pink
-}
-
-_OTHER_COLORS = ("#56B4E9", "#8C564B", "#7F7F7F", "#BCBD22", "#9467BD")
-
-#: Human names used in titles and legends.
-TRANSPORT_LABELS: dict[str, str] = {
-    "poll": "short poll",
-    "longpoll": "long poll",
-    "sse": "SSE",
-    "ws": "WebSocket",
-}
-
 _NOTE_STYLE: dict[str, Any] = {"ha": "center", "va": "center", "color": "0.45", "fontsize": 11}
-
-
-def transport_color(transport: str) -> str:
-    """The colour of ``transport``: fixed for the four transports; a browser
-    client ``"browser-sse"`` gets a lighter shade of its transport's colour;
-    anything else a stable colour chosen from its name."""
-    if transport in TRANSPORT_COLORS:
-        return TRANSPORT_COLORS[transport]
-    if transport.startswith("browser-"):
-        base = TRANSPORT_COLORS.get(transport[len("browser-"):])
-        if base is None:
-            return TRANSPORT_COLORS["browser"]
-        r, g, b = mcolors.to_rgb(base)
-        return mcolors.to_hex((r + (1 - r) * 0.45, g + (1 - g) * 0.45, b + (1 - b) * 0.45))
-    return _OTHER_COLORS[zlib.crc32(transport.encode()) % len(_OTHER_COLORS)]
-
-
-def transport_label(transport: str) -> str:
-    """``"sse"`` -> ``"SSE"``; ``"browser-ws"`` -> ``"WebSocket (browser)"``."""
-    if transport.startswith("browser-"):
-        return f"{TRANSPORT_LABELS.get(transport[8:], transport[8:])} (browser)"
-    return TRANSPORT_LABELS.get(transport, transport)
-
-
-def transport_order(names: Sequence[Any]) -> list[str]:
-    """``names`` in teaching order: poll, longpoll, sse, ws, then the rest sorted."""
-    names = [str(n) for n in dict.fromkeys(names)]
-    known = [t for t in TRANSPORTS if t in names]
-    browser = [f"browser-{t}" for t in TRANSPORTS if f"browser-{t}" in names]
-    return known + browser + sorted(set(names) - set(known) - set(browser))
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -252,13 +194,13 @@ def _as_summary(summary: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=list(_METRICS))
     if "transport" in summary.columns and "requests_per_msg" in summary.columns:
         summary = summary.set_index("transport")
-    elif "requests_per_msg" not in summary.columns and {"transport", "requests", "wire_bytes"} <= set(
+    elif "requests_per_msg" not in summary.columns and {"transport", "requests", "bytes_in", "bytes_out"} <= set(
         summary.columns
     ):  # the recorder's DataFrame: attribute costs to the messages delivered
         grouped = summary.groupby("transport", observed=True)
         summary = pd.DataFrame({
             "requests_per_msg": grouped["requests"].sum() / grouped.size(),
-            "bytes_per_msg": grouped["wire_bytes"].sum() / grouped.size(),
+            "bytes_per_msg": (grouped["bytes_in"].sum() + grouped["bytes_out"].sum()) / grouped.size(),
         })
     summary = summary.copy()
     summary.index = summary.index.astype(str)

@@ -32,7 +32,7 @@ Interim ``1xx`` responses other than ``101`` are consumed silently. After a
 longer HTTP: the parser emits ``ResponseHead`` and ``ResponseEnd(keep_alive=False)``
 and keeps every later byte in :attr:`ResponseParser.trailing_data`.
 
-Errors: bytes that break HTTP/1.1 raise :class:`rtkit.exceptions.ProtocolError`
+Errors: bytes that break HTTP/1.1 raise :class:`rtkit.core.exceptions.ProtocolError`
 (the server's fault), after which the parser refuses further input. Bad
 arguments to :func:`format_request` raise :class:`ValueError` (the caller's
 fault). A parser is not thread-safe: feed it from one thread (the client loop).
@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, TypeAlias
 
-from rtkit.exceptions import ProtocolError
+from rtkit.core.exceptions import ProtocolError
 
 __all__ = [
     "MAX_HEAD_BYTES",

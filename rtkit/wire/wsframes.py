@@ -31,7 +31,7 @@ Every frame starts with this header (RFC 6455 §5.2)::
 So a frame costs 2 header bytes for payloads up to 125 bytes, 4 up to 65535,
 10 beyond, plus 4 for the mask that every client-to-server frame carries.
 
-Errors: bytes that break RFC 6455 raise :class:`rtkit.exceptions.ProtocolError`
+Errors: bytes that break RFC 6455 raise :class:`rtkit.core.exceptions.ProtocolError`
 (the peer's fault), after which the parser refuses further input; bad arguments
 raise :class:`ValueError` / :class:`TypeError` (the caller's fault). RSV bits
 are reported, not refused: an inspector cannot know which extension (such as
@@ -47,7 +47,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from rtkit.exceptions import ProtocolError
+from rtkit.core.exceptions import ProtocolError
 
 __all__ = [
     "WS_GUID",
@@ -141,8 +141,8 @@ class Frame:
 
     ``payload`` is unmasked (application data); ``mask_key`` is the key that
     was used, or ``None`` for an unmasked frame. ``header_bytes`` counts the
-    header (including extended length and mask key), ``wire_bytes`` the whole
-    frame: ``wire_bytes == header_bytes + len(payload)``.
+    header (including extended length and mask key), ``frame_bytes`` the whole
+    frame: ``frame_bytes == header_bytes + len(payload)``.
     """
 
     fin: bool
@@ -154,7 +154,7 @@ class Frame:
     mask_key: bytes | None
     payload: bytes
     header_bytes: int
-    wire_bytes: int
+    frame_bytes: int
 
     @property
     def close_code(self) -> int | None:
@@ -282,7 +282,7 @@ class FrameParser:
                 if frame is None:
                     break
                 frames.append(frame)
-                pos += frame.wire_bytes
+                pos += frame.frame_bytes
         except ProtocolError as error:
             self._error = error
             raise
@@ -429,5 +429,5 @@ class FrameParser:
             mask_key=mask_key,
             payload=payload,
             header_bytes=header,
-            wire_bytes=total,
+            frame_bytes=total,
         )

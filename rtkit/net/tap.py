@@ -15,7 +15,7 @@ client at the tap instead of the server::
 The tap relays every chunk unchanged, in both directions, the moment it is
 read, and records it as a :class:`Chunk`: the connection number (0, 1, ... in
 the order the tap accepted them), the :class:`Direction`, the time it was read
-(:func:`rtkit.clock.now_ns`, the clock events are stamped with) and the bytes.
+(:func:`rtkit.core.clock.now_ns`, the clock events are stamped with) and the bytes.
 A half-close is passed on, so the close handshakes of HTTP and WebSocket go
 through as they would without the tap. :meth:`WireTap.cut` drops connections
 abruptly, as a failing network would, to watch a client reconnect.
@@ -25,7 +25,7 @@ names the tap's port (rtkit's server checks a WebSocket ``Origin`` only when a
 client sends one; the Python clients send none).
 
 The relay runs on an asyncio loop in a daemon thread of its own (or on a
-:class:`~rtkit.loopthread.LoopThread` you pass, such as
+:class:`~rtkit.core.loopthread.LoopThread` you pass, such as
 :func:`rtkit.clients.client_loop`); every public method may be called from any
 other thread. :func:`start_tap` keeps one tap per name, so a re-run notebook
 cell replaces its tap instead of leaving the old one behind.
@@ -36,19 +36,18 @@ bodies de-chunked, e.g. to read an SSE stream as text.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import enum
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from rtkit.clock import now_ns
-from rtkit.exceptions import ClientError
-from rtkit.loopthread import LoopThread
+from rtkit.core.clock import now_ns
+from rtkit.core.exceptions import ClientError
+from rtkit.core.loopthread import LoopThread
+from rtkit.core.resource import Resource, State, start_managed
 from rtkit.wire.http1 import BodyChunk, ResponseEnd, ResponseHead, ResponseParser
 
 __all__ = [
@@ -97,7 +96,7 @@ class Chunk:
 
     connection: int
     direction: Direction
-    #: When the tap read the bytes (``rtkit.clock.now_ns``).
+    #: When the tap read the bytes (``rtkit.core.clock.now_ns``).
     t_ns: int
     data: bytes
 
@@ -107,7 +106,7 @@ class Connection:
     """One connection the tap accepted (and relayed to the target)."""
 
     index: int
-    #: When the tap accepted it (``rtkit.clock.now_ns``).
+    #: When the tap accepted it (``rtkit.core.clock.now_ns``).
     opened_ns: int
     #: When both sides were closed, or ``None`` while it is open.
     closed_ns: int | None = None
@@ -138,11 +137,11 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
             pass
 
 
-class WireTap:
+class WireTap(Resource):
     """A recording relay from ``127.0.0.1:<free port>`` to ``target``.
 
     ``target``  the server's URL (``http://HOST:PORT``; ``ws://`` works too)
-    ``loop``    a running :class:`~rtkit.loopthread.LoopThread` to relay on;
+    ``loop``    a running :class:`~rtkit.core.loopthread.LoopThread` to relay on;
                 by default the tap starts (and stops) a thread of its own
     ``port``    where to listen (0: any free port)
 
@@ -150,7 +149,12 @@ class WireTap:
     connect to. :meth:`stop` (idempotent) closes every connection and frees the port.
     """
 
+    kind = "wire tap"
+    stop_rank = 40
+    lifecycle_error = ClientError
+
     def __init__(self, target: str, *, loop: LoopThread | None = None, port: int = 0) -> None:
+        super().__init__()
         parts = urlsplit(target)
         if parts.scheme not in ("http", "ws") or not parts.hostname or parts.port is None:
             raise ValueError(f"target must look like 'http://127.0.0.1:PORT', got {target!r}")
@@ -165,8 +169,6 @@ class WireTap:
         self._given_loop = loop
         self._thread: LoopThread | None = None
         self._server: asyncio.AbstractServer | None = None
-        self._state = "new"  # new -> running -> stopped
-        self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._chunks: list[Chunk] = []
         self._connections: list[Connection] = []
@@ -175,69 +177,43 @@ class WireTap:
         self.errors: list[str] = []
 
     # -- lifecycle (any thread but the tap's loop) -------------------------------------
-    def start(self) -> WireTap:
-        """Listen and relay; returns self. Raises :class:`~rtkit.exceptions.ClientError`
+    def _start(self) -> None:
+        """Listen and relay. Raises :class:`~rtkit.core.exceptions.ClientError`
         if the port cannot be bound."""
-        with self._lock:
-            if self._state != "new":
-                raise ClientError(f"this tap was already {self._state}; make a new one")
-            if self._given_loop is not None:
-                if not self._given_loop.running:
-                    raise ClientError(f"loop {self._given_loop.name!r} is not running")
-                self._thread = self._given_loop
-            else:
-                self._thread = LoopThread("rtkit-wiretap").start()
-            try:
-                self._thread.run(self._open(), _START_TIMEOUT)
-            except OSError as exc:
-                self._stop_own_thread()
-                self._state = "stopped"
-                raise ClientError(
-                    f"the tap cannot listen on 127.0.0.1:{self._requested_port}: "
-                    f"{exc.strerror or exc}; pass port=0 for any free port"
-                ) from exc
-            self._state = "running"
-        _live_taps.add(self)
-        return self
+        if self._given_loop is not None:
+            if not self._given_loop.running:
+                raise ClientError(f"loop {self._given_loop.name!r} is not running")
+            self._thread = self._given_loop
+        else:
+            self._thread = LoopThread("rtkit-wiretap").start()
+        try:
+            self._thread.run(self._open(), _START_TIMEOUT)
+        except OSError as exc:
+            self._stop_own_thread()
+            raise ClientError(
+                f"the tap cannot listen on 127.0.0.1:{self._requested_port}: "
+                f"{exc.strerror or exc}; pass port=0 for any free port"
+            ) from exc
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
         """Close every relayed connection, stop listening, end the tap's thread.
-
-        Idempotent; the records stay readable afterwards."""
-        with self._lock:
-            if self._state != "running":
-                self._state = "stopped"
-                return
-            self._state = "stopped"
-            try:
-                if self._thread is not None and self._thread.running:
-                    self._thread.run(self._close(), _STOP_TIMEOUT)
-            finally:
-                self._stop_own_thread()
-        _live_taps.discard(self)
-        with self._changed:
-            self._changed.notify_all()
+        The records stay readable afterwards."""
+        try:
+            if self._thread is not None and self._thread.running:
+                self._thread.run(self._close(), _STOP_TIMEOUT)
+        finally:
+            self._stop_own_thread()
+            with self._changed:
+                self._changed.notify_all()
 
     def _stop_own_thread(self) -> None:
         if self._thread is not None and self._thread is not self._given_loop:
             self._thread.stop(_STOP_TIMEOUT)
 
-    def __enter__(self) -> WireTap:
-        if self._state == "new":
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self._state == "running"
-
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT``: give this to a client instead of the server's URL."""
-        if self._state == "new":
+        if self.state is State.NEW:
             raise ClientError("the tap is not started: call start() first")
         return f"http://{self.host}:{self.port}"
 
@@ -292,14 +268,14 @@ class WireTap:
         """Drop open connections at once, as a failing network would (both sides
         see the connection end without a goodbye). ``connection``: only that one.
         Returns how many were cut. New connections are still accepted."""
-        if self._state != "running" or self._thread is None:
+        if not self.running or self._thread is None:
             return 0
         return self._thread.run(self._cut(connection), _STOP_TIMEOUT)
 
     def __repr__(self) -> str:
-        where = f" {self.url} -> {self.target}" if self._state == "running" else ""
+        where = f" {self.url} -> {self.target}" if self.running else ""
         return (
-            f"<WireTap {self._state}{where} connections={len(self._connections)} "
+            f"<WireTap {self.state.value}{where} connections={len(self._connections)} "
             f"chunks={len(self._chunks)}>"
         )
 
@@ -400,12 +376,6 @@ class WireTap:
             await self._server.wait_closed()
 
 
-# -- notebook-friendly management ----------------------------------------------------------
-_managed: dict[str, WireTap] = {}
-_managed_lock = threading.Lock()
-_live_taps: weakref.WeakSet[WireTap] = weakref.WeakSet()
-
-
 def start_tap(target: str, *, name: str = "default", **options: object) -> WireTap:
     """Start a :class:`WireTap` to ``target`` and return it.
 
@@ -413,19 +383,7 @@ def start_tap(target: str, *, name: str = "default", **options: object) -> WireT
     so a re-run notebook cell leaves exactly one tap behind. ``options`` are
     those of :class:`WireTap`.
     """
-    tap = WireTap(target, **options)  # type: ignore[arg-type]  # validate before stopping anything
-    with _managed_lock:
-        previous = _managed.pop(name, None)
-        if previous is not None:
-            previous.stop()
-        _managed[name] = tap.start()
-    return tap
-
-
-@atexit.register
-def _stop_all() -> None:
-    for tap in list(_live_taps):
-        tap.stop()
+    return start_managed(WireTap(target, **options), name)  # type: ignore[arg-type]
 
 
 def http_responses(data: bytes, method: str = "GET") -> list[tuple[ResponseHead, bytes]]:
@@ -435,7 +393,7 @@ def http_responses(data: bytes, method: str = "GET") -> list[tuple[ResponseHead,
     removed; the last body may be incomplete (a stream still open). After a
     ``101 Switching Protocols`` head the rest is not HTTP and is left out (use
     :func:`rtkit.wire.wsframes.split_handshake` for WebSocket bytes). Raises
-    :class:`~rtkit.exceptions.ProtocolError` if the bytes are not HTTP.
+    :class:`~rtkit.core.exceptions.ProtocolError` if the bytes are not HTTP.
     """
     parser = ResponseParser(method)
     out: list[tuple[ResponseHead, bytes]] = []

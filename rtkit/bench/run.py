@@ -8,7 +8,7 @@ the same run with the same thread arrangement: a server on its own asyncio loop
 in a daemon thread (:class:`RawPushServer`, like :class:`rtkit.Server`) pushes
 newline-delimited JSON events to clients on the shared client loop
 (:class:`RawClient`, like the rtkit clients), which stamp arrivals with
-:func:`rtkit.clock.now_ns` and hand the same :class:`~rtkit.clients.Receipt`
+:func:`rtkit.core.clock.now_ns` and hand the same :class:`~rtkit.clients.Receipt`
 to the same callback. Publishing happens in the calling thread for both. So a
 ratio measures what HTTP, SSE or WebSocket framing, Tornado and the rtkit
 clients add on top of moving the same bytes through the same threads.
@@ -60,9 +60,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rtkit.clients import Client, Receipt, client_loop, make_client
-from rtkit.clock import now_ns
+from rtkit.core.api import DEFAULT_LONGPOLL_HOLD
+from rtkit.core.clock import now_ns
 from rtkit.log import encode_payload
-from rtkit.loopthread import LoopThread
+from rtkit.core.loopthread import LoopThread
 from rtkit.measure.workload import make_payload
 from rtkit.server import Server
 
@@ -293,6 +294,7 @@ class RawClient:
                             share,
                             0,
                             0,
+                            0,
                         )
                     )
                 self.events += len(lines)
@@ -364,7 +366,7 @@ class _Target:
 
 
 def _client_options(transport: str, s: BenchSettings) -> dict[str, Any]:
-    return {"poll": {"interval": s.poll_interval}, "longpoll": {"timeout": 30.0}}.get(transport, {})
+    return {"poll": {"poll_interval": s.poll_interval}, "longpoll": {"hold": DEFAULT_LONGPOLL_HOLD}}.get(transport, {})
 
 
 def _connect(target: _Target, transport: str, clients: list[Any]) -> None:
@@ -957,11 +959,8 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m rtkit bench",
-        description="Benchmark every transport against a raw TCP push baseline measured in the same run.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The benchmark's options (``python -m rtkit bench --help``)."""
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON to PATH")
     p.add_argument("--quick", action="store_true", help="tiny sizes (about 10 s; for tests)")
     p.add_argument(
@@ -971,13 +970,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--duration", type=float, metavar="S", help="latency and fan-out seconds (default 3)"
     )
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(args: argparse.Namespace) -> int:
     """``python -m rtkit bench``: run, print the table, write ``--json``. Returns an exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
     s = BenchSettings.quick() if args.quick else BenchSettings()
     changes: dict[str, Any] = {}
     if args.fanout is not None:
@@ -986,10 +982,7 @@ def main(argv: list[str] | None = None) -> int:
         changes["rate"] = args.rate
     if args.duration is not None:
         changes["duration"] = args.duration
-    try:
-        s = replace(s, **changes)
-    except ValueError as exc:
-        parser.error(str(exc))
+    s = replace(s, **changes)  # a ValueError names the bad option (the CLI prints it)
     started = time.perf_counter()
     try:
         result = run_bench(s)
@@ -1021,7 +1014,3 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(_jsonable(doc), f, indent=2)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -29,66 +29,51 @@ The page's static files need no token (they hold no data); every request that
 reads or writes data does. Receipts, like publishes, are refused from a page
 of another origin.
 
-``/sse`` and ``/ws`` are served by :class:`TrackedSSEHandler` and
-:class:`TrackedWebSocketHandler`: the stock handlers, registered in a
-:class:`StreamTracker` so that the kernel can cut their connections
-(:meth:`StreamTracker.cut`), as a failing network would, and see how the
-clients came back (the ``Last-Event-ID`` of each new stream).
-
 Per-server state (:class:`BrowserState`) is found with :func:`state_for` from
 the server's event log, which every handler is given through ``initialize``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import re
 import threading
 import weakref
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from tornado.ioloop import IOLoop
 from tornado.web import stream_request_body
 
-from rtkit.clock import now_ns
+from rtkit.core.api import MAX_EVENT_ID
+from rtkit.core.clock import now_ns
+from rtkit.core.records import Receipt
+from rtkit.core.transports import BROWSER_PREFIX, TRANSPORTS
 from rtkit.log import EventLog
-from rtkit.server.base import BaseHandler
+from rtkit.server.base import CLIENT_NAME, BaseHandler
 from rtkit.server.params import BadRequest
-from rtkit.server.sse import SSEHandler
-from rtkit.server.websocket import WebSocketEventsHandler
 
 __all__ = [
     "PAGE_TRANSPORTS",
-    "ClockEstimate",
-    "BrowserArrival",
     "BrowserBatch",
     "BrowserClient",
     "BrowserState",
-    "StreamRecord",
-    "StreamTracker",
-    "state_for",
-    "parse_receipt_batch",
-    "UIHandler",
-    "UIRedirectHandler",
+    "ClockEstimate",
     "ClockHandler",
     "ReceiptsHandler",
-    "TrackedSSEHandler",
-    "TrackedWebSocketHandler",
+    "UIHandler",
+    "UIRedirectHandler",
+    "parse_receipt_batch",
+    "routes",
+    "state_for",
 ]
 
 #: What the page can subscribe with; its receipts are named ``browser-<transport>``.
-PAGE_TRANSPORTS = ("sse", "ws", "poll", "longpoll")
+PAGE_TRANSPORTS = TRANSPORTS
 
 #: Most receipts in one batch, and most characters in a client name.
 MAX_BATCH = 10_000
-_CLIENT_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_MAX_ID = 2**63 - 1
 
 
 # -- records ------------------------------------------------------------------------------
@@ -113,31 +98,6 @@ class ClockEstimate:
 
 
 @dataclass(frozen=True, slots=True)
-class BrowserArrival:
-    """One event as a page received it, on the server clock.
-
-    The fields of :class:`rtkit.clients.Receipt` (which the kernel side makes
-    of it), without the payload: the page does not send payloads back.
-    ``transport`` is ``browser-sse``, ``browser-ws``, ``browser-poll`` or
-    ``browser-longpoll``; ``wire_bytes`` counts the message body only (a page
-    cannot see HTTP heads or frames).
-    """
-
-    transport: str
-    client: str
-    id: int
-    published_ns: int
-    arrived_ns: int
-    wire_bytes: int
-    requests: int
-    empty_responses: int
-
-    @property
-    def latency_ns(self) -> int:
-        return self.arrived_ns - self.published_ns
-
-
-@dataclass(frozen=True, slots=True)
 class BrowserBatch:
     """One ``POST /browser/receipts``: its arrivals (already on the server clock)
     and the clock estimate they were converted with."""
@@ -145,7 +105,7 @@ class BrowserBatch:
     number: int
     client: str
     clock: ClockEstimate
-    arrivals: tuple[BrowserArrival, ...]
+    arrivals: tuple[Receipt, ...]
     received_ns: int
 
 
@@ -163,29 +123,6 @@ class BrowserClient:
     last_seen_ns: int
 
 
-@dataclass(slots=True)
-class StreamRecord:
-    """One ``/sse`` or ``/ws`` connection as the server saw it.
-
-    ``since`` is the query's cursor, ``last_event_id`` the ``Last-Event-ID``
-    header a reconnecting ``EventSource`` sends (None when absent), ``client``
-    the ``client`` query argument the browser page adds to name itself (None
-    for other clients). ``status`` is None while streaming or after a normal
-    end, the HTTP status when refused.
-    """
-
-    number: int
-    transport: str
-    opened_ns: int
-    since: str | None
-    last_event_id: str | None
-    user_agent: str
-    client: str | None = None
-    closed_ns: int | None = None
-    cut: bool = False
-    status: int | None = None
-
-
 # -- parsing a batch (pure) ---------------------------------------------------------------
 def _number(obj: dict[str, Any], key: str, where: str, *, minimum: float | None = None) -> float:
     value = obj.get(key)
@@ -200,12 +137,12 @@ def _count(obj: dict[str, Any], key: str, where: str, *, default: int | None = 0
     value = obj.get(key, default)
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # a JavaScript number that holds an integer
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_ID:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_EVENT_ID:
         raise BadRequest(f"{where}.{key} must be an integer from {low} to 2**63-1, got {value!r}")
     return value
 
 
-def parse_receipt_batch(body: bytes) -> tuple[str, ClockEstimate, dict[str, str], list[BrowserArrival]]:
+def parse_receipt_batch(body: bytes) -> tuple[str, ClockEstimate, dict[str, str], list[Receipt]]:
     """Check a receipts body (see the module docstring); return the client name,
     its clock estimate, the page info and the arrivals on the server clock.
 
@@ -221,7 +158,7 @@ def parse_receipt_batch(body: bytes) -> tuple[str, ClockEstimate, dict[str, str]
     if not isinstance(obj, dict):
         raise BadRequest(f"the body must be a JSON object, got {type(obj).__name__}")
     client = obj.get("client")
-    if not isinstance(client, str) or not _CLIENT_RE.match(client):
+    if not isinstance(client, str) or not CLIENT_NAME.match(client):
         raise BadRequest(
             f"client must be 1 to 64 characters from A-Z a-z 0-9 _ . : -, got {client!r}"
         )
@@ -253,13 +190,15 @@ def parse_receipt_batch(body: bytes) -> tuple[str, ClockEstimate, dict[str, str]
         if transport not in PAGE_TRANSPORTS:
             raise BadRequest(f"{where}.transport must be one of {', '.join(PAGE_TRANSPORTS)}; got {transport!r}")
         arrivals.append(
-            BrowserArrival(
-                transport=f"browser-{transport}",
+            Receipt(
+                transport=BROWSER_PREFIX + transport,
                 client=client,
                 id=_count(item, "id", where, default=None, low=1),
+                data=None,
                 published_ns=_count(item, "published_ns", where, default=None),
                 arrived_ns=clock.to_server_ns(_number(item, "arrived_ms", where)),
-                wire_bytes=_count(item, "bytes", where),
+                bytes_in=_count(item, "bytes_in", where),
+                bytes_out=_count(item, "bytes_out", where),
                 requests=_count(item, "requests", where),
                 empty_responses=_count(item, "empty", where),
             )
@@ -268,103 +207,22 @@ def parse_receipt_batch(body: bytes) -> tuple[str, ClockEstimate, dict[str, str]
 
 
 # -- per-server state ---------------------------------------------------------------------
-class StreamTracker:
-    """The open ``/sse`` and ``/ws`` connections, and a record of every one.
-
-    Handlers register on the server loop; :meth:`cut`, :meth:`records` and
-    :meth:`open_count` may be called from any thread.
-    """
-
-    def __init__(self, keep: int = 1000) -> None:
-        self._lock = threading.Lock()
-        self._open: dict[Any, StreamRecord] = {}
-        self._records: deque[StreamRecord] = deque(maxlen=keep)
-        self._numbers = 0
-        self._loop: IOLoop | None = None
-
-    # Server loop.
-    def opened(self, handler: Any, transport: str, since: str | None, last_event_id: str | None,
-               user_agent: str, client: str | None = None) -> StreamRecord:
-        with self._lock:
-            self._numbers += 1
-            record = StreamRecord(self._numbers, transport, now_ns(), since, last_event_id, user_agent, client)
-            self._open[handler] = record
-            self._records.append(record)
-            self._loop = IOLoop.current()
-        return record
-
-    def closed(self, handler: Any, status: int | None = None) -> None:
-        with self._lock:
-            record = self._open.pop(handler, None)
-            if record is not None:
-                record.closed_ns = now_ns()
-                record.status = status
-
-    # Any thread.
-    def records(self) -> list[StreamRecord]:
-        """Copies of the records, oldest first."""
-        with self._lock:
-            return [dataclasses.replace(r) for r in self._records]
-
-    def open_count(self, transport: str | None = None) -> int:
-        with self._lock:
-            return sum(1 for r in self._open.values() if transport in (None, r.transport))
-
-    def cut(self, transports: Iterable[str] = ("sse", "ws"), timeout: float = 5.0) -> int:
-        """Drop the TCP connection of every open stream of ``transports`` at once,
-        as a failing network would (no goodbye: no end of stream, no close frame).
-
-        Any thread but the server loop's; returns how many connections were cut.
-        """
-        wanted = set(transports)
-        unknown = wanted - {"sse", "ws"}
-        if unknown:
-            raise ValueError(f"only 'sse' and 'ws' streams can be cut, not {sorted(unknown)}")
-        with self._lock:
-            loop = self._loop
-        if loop is None:
-            return 0
-        done = threading.Event()
-        result: list[int] = [0]
-
-        def cut_now() -> None:  # on the server loop: the one door is add_callback
-            try:
-                with self._lock:
-                    victims = [(h, r) for h, r in self._open.items() if r.transport in wanted]
-                    for _, record in victims:
-                        record.cut = True
-                for handler, _ in victims:
-                    handler.cut_connection()
-                result[0] = len(victims)
-            finally:
-                done.set()
-
-        try:
-            loop.add_callback(cut_now)
-        except RuntimeError:  # the loop is closed: the server stopped, nothing is open
-            return 0
-        if not done.wait(timeout):
-            raise TimeoutError(f"the server loop did not cut the streams within {timeout} s")
-        return result[0]
-
-
 class BrowserState:
     """What the pages of one server reported, and its stream tracker.
 
     Batches are added on the server loop; everything else may be called from
     any thread. Listeners (e.g. ``Recorder.add``) are called on the server
-    loop with each :class:`BrowserArrival`: keep them quick.
+    loop with each :class:`Receipt`: keep them quick.
     """
 
     def __init__(self) -> None:
         self.changed = threading.Condition()
         self._batches: list[BrowserBatch] = []
         self._clients: dict[str, BrowserClient] = {}
-        self._listeners: list[Callable[[BrowserArrival], None]] = []
-        self.streams = StreamTracker()
+        self._listeners: list[Callable[[Receipt], None]] = []
 
     def add_batch(self, client: str, clock: ClockEstimate, page: dict[str, str],
-                  arrivals: list[BrowserArrival]) -> BrowserBatch:
+                  arrivals: list[Receipt]) -> BrowserBatch:
         now = now_ns()
         with self.changed:
             batch = BrowserBatch(len(self._batches) + 1, client, clock, tuple(arrivals), now)
@@ -387,13 +245,13 @@ class BrowserState:
                 listener(arrival)
         return batch
 
-    def add_listener(self, listener: Callable[[BrowserArrival], None]) -> None:
+    def add_listener(self, listener: Callable[[Receipt], None]) -> None:
         """Call ``listener(receipt)`` for every browser receipt from now on (once per listener)."""
         with self.changed:
             if listener not in self._listeners:
                 self._listeners.append(listener)
 
-    def remove_listener(self, listener: Callable[[BrowserArrival], None]) -> None:
+    def remove_listener(self, listener: Callable[[Receipt], None]) -> None:
         with self.changed:
             if listener in self._listeners:
                 self._listeners.remove(listener)
@@ -508,54 +366,11 @@ class ReceiptsHandler(BaseHandler):
         self.write_json(json.dumps({"accepted": len(arrivals), "batch": batch.number}))
 
 
-def _user_agent(handler: BaseHandler | WebSocketEventsHandler) -> str:
-    return handler.request.headers.get("User-Agent", "")[:200]
-
-
-def _client(handler: BaseHandler | WebSocketEventsHandler) -> str | None:
-    name = handler.get_query_argument("client", None)
-    return name if name is not None and _CLIENT_RE.match(name) else None
-
-
-class TrackedSSEHandler(SSEHandler):
-    """``GET /sse``, registered in the :class:`StreamTracker` while it streams."""
-
-    async def get(self) -> None:
-        tracker = state_for(self.log).streams
-        tracker.opened(
-            self, "sse", self.get_query_argument("since", None),
-            self.request.headers.get("Last-Event-ID"), _user_agent(self), _client(self),
-        )
-        status = None
-        try:
-            await super().get()
-        except BadRequest as exc:
-            status = exc.status_code
-            raise
-        finally:
-            tracker.closed(self, status)
-
-    def cut_connection(self) -> None:
-        stream = getattr(self.request.connection, "stream", None)
-        if stream is not None:
-            stream.close()
-
-
-class TrackedWebSocketHandler(WebSocketEventsHandler):
-    """``GET /ws``, registered in the :class:`StreamTracker` while open."""
-
-    def open(self, *args: str, **kwargs: str) -> None:
-        state_for(self.log).streams.opened(
-            self, "ws", self.get_query_argument("since", None), None, _user_agent(self), _client(self)
-        )
-        super().open(*args, **kwargs)
-
-    def on_close(self) -> None:
-        state_for(self.log).streams.closed(self)
-        super().on_close()
-
-    def cut_connection(self) -> None:
-        conn = self.ws_connection
-        stream = getattr(conn, "stream", None)
-        if stream is not None:
-            stream.close()
+def routes(shared: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The page's routes, for :func:`rtkit.server.app.add_feature_routes`."""
+    return [
+        (r"/ui", UIRedirectHandler, shared),
+        (r"/ui/(.*)", UIHandler, shared),
+        (r"/browser/clock", ClockHandler, shared),
+        (r"/browser/receipts", ReceiptsHandler, shared),
+    ]

@@ -7,10 +7,10 @@ fast they are:
 >>> print(ex)                                          # a readable transcript
 >>> ex.duration_s, ex.json["events"]
 
->>> run = record_cycles(server, [0.2, 0.5, 0.5], timeout=1.0)   # long polls, timed
+>>> run = record_cycles(server, [0.2, 0.5, 0.5], hold=1.0)      # long polls, timed
 >>> run.cycles        # one row per request: sent, answered, events it carried
 >>> run.published     # one row per publish, on the same time axis
->>> runs = compare_cycles(server, [0.2, 0.5], poll={"interval": 0.1}, longpoll={"timeout": 1})
+>>> runs = compare_cycles(server, [0.2, 0.5], poll={"poll_interval": 0.1}, longpoll={"hold": 1})
 
 >>> sweep = poll_sweep(server, [0.05, 0.1, 0.2], Workload(rate=20, duration=3, pattern="poisson"))
 >>> sweep.summary     # per interval: mean latency, requests, empty answers
@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from rtkit.clients.polling import LongPollClient, ShortPollClient
-from rtkit.clock import now_ns
-from rtkit.exceptions import ProtocolError
+from rtkit.core.clock import now_ns
+from rtkit.core.exceptions import ProtocolError
 from rtkit.measure.workload import Workload, make_payload
 from rtkit.server import Server
 from rtkit.wire.envelope import Batch
@@ -65,7 +65,7 @@ class Exchange:
 
     ``request`` / ``response``: every byte sent / read. ``sent_ns``: just before
     the request was written; ``first_byte_ns`` / ``answered_ns``: when the first
-    / last byte of the response was read (all ``rtkit.clock.now_ns``).
+    / last byte of the response was read (all ``rtkit.core.clock.now_ns``).
     """
 
     request: bytes
@@ -131,7 +131,7 @@ def http_exchange(
     ``target`` is the path and query, e.g. ``"/poll?since=0"``. Blocks until the
     response has ended (a long poll: until the server answers). Raises
     ``OSError`` if the connection fails or ``timeout`` seconds pass without
-    bytes, :class:`~rtkit.exceptions.ProtocolError` if the answer is not HTTP.
+    bytes, :class:`~rtkit.core.exceptions.ProtocolError` if the answer is not HTTP.
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -334,7 +334,7 @@ def record_cycles(
     """Watch one polling client request by request while events are published.
 
     A timed client (``transport`` "longpoll" or "poll"; ``client_options`` such
-    as ``timeout=``, ``interval=`` or ``pause=`` go to it) starts from the newest
+    as ``hold=``, ``poll_interval=`` or ``pause=`` go to it) starts from the newest
     event, events are published at ``offsets`` (seconds from the first request),
     the client is given time to receive them all and then ``tail`` more
     seconds, and is stopped. Blocks for about ``offsets[-1] + tail`` seconds.
@@ -355,7 +355,7 @@ def compare_cycles(
 
     ``transports`` maps "poll" and/or "longpoll" to that client's options::
 
-        runs = compare_cycles(server, [0.3, 0.7], poll={"interval": 0.1}, longpoll={"timeout": 1})
+        runs = compare_cycles(server, [0.3, 0.7], poll={"poll_interval": 0.1}, longpoll={"hold": 1})
         runs["poll"].cycles, runs["longpoll"].cycles
     """
     unknown = [t for t in transports if t not in _TIMED]
@@ -425,7 +425,7 @@ def poll_sweep(server: Server, intervals: Sequence[float], workload: Workload) -
     """
     intervals = sorted(float(i) for i in intervals)
     since = server.log.last_id
-    clients = [TimedShortPollClient(server.url, interval=i, since=since) for i in intervals]
+    clients = [TimedShortPollClient(server.url, poll_interval=i, since=since) for i in intervals]
     try:
         for client in clients:
             client.start()
@@ -435,7 +435,7 @@ def poll_sweep(server: Server, intervals: Sequence[float], workload: Workload) -
         published = publish_schedule(server, workload.schedule(), payload=workload.payload)
         last = int(published["id"].iloc[-1]) if len(published) else since
         for client in clients:  # shortest interval first: it finishes first
-            client.wait_for(last_id=last, timeout=client.interval + 5)
+            client.wait_for(last_id=last, timeout=client.poll_interval + 5)
             client.stop()
     finally:
         for client in clients:

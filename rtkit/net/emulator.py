@@ -26,9 +26,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from rtkit.loopthread import LoopThread
+from rtkit.core.loopthread import LoopThread
+from rtkit.core.resource import Resource, start_managed
 
-__all__ = ["NetworkEmulator", "Conditions"]
+__all__ = ["Conditions", "NetworkEmulator", "start_emulator"]
 
 _READ = 1 << 16
 
@@ -174,10 +175,14 @@ class _Link:
         self.emulator._stats.open -= 1
 
 
-class NetworkEmulator:
+class NetworkEmulator(Resource):
     """A TCP proxy on 127.0.0.1 in front of a loopback server (see the module docstring)."""
 
+    kind = "network emulator"
+    stop_rank = 45
+
     def __init__(self, target: str, *, seed: int | None = None, **conditions: Any) -> None:
+        super().__init__()
         parts = urlsplit(target if "://" in target else f"tcp://{target}")
         host = parts.hostname or ""
         try:
@@ -200,10 +205,13 @@ class NetworkEmulator:
         self.port = 0
 
     # -- lifecycle -----------------------------------------------------------------
-    def start(self) -> NetworkEmulator:
+    def _start(self) -> None:
         self._thread.start()
-        self._thread.run(self._open(), 10)
-        return self
+        try:
+            self._thread.run(self._open(), 10)
+        except BaseException:
+            self._thread.stop()
+            raise
 
     async def _open(self) -> None:
         self._unstalled = asyncio.Event()
@@ -226,12 +234,14 @@ class NetworkEmulator:
         self._links.add(link)
         link.start()
 
-    def stop(self) -> None:
-        """Close every connection and the listening socket; idempotent."""
+    def _stop(self) -> None:
+        """Close every connection and the listening socket."""
         if not self._thread.running:
             return
-        self._thread.run(self._close(), 10)
-        self._thread.stop()
+        try:
+            self._thread.run(self._close(), 10)
+        finally:
+            self._thread.stop()
 
     async def _close(self) -> None:
         if self._server is not None:
@@ -240,12 +250,6 @@ class NetworkEmulator:
             link.close(abort=True)
         if self._server is not None:
             await self._server.wait_closed()
-
-    def __enter__(self) -> NetworkEmulator:
-        return self.start() if not self._thread.running else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- use (any thread) ---------------------------------------------------------------
     @property
@@ -295,3 +299,19 @@ class NetworkEmulator:
         s = self._stats
         return {"connections": s.connections, "open": s.open, "cuts": s.cuts,
                 "bytes_up": s.bytes_up, "bytes_down": s.bytes_down}
+
+    def __repr__(self) -> str:
+        where = f" {self.url} -> {self.target_host}:{self.target_port}" if self.running else ""
+        return f"<NetworkEmulator {self.state.value}{where} {self.conditions}>"
+
+
+def start_emulator(target: str, *, name: str = "default", seed: int | None = None,
+                   **conditions: Any) -> NetworkEmulator:
+    """Start a :class:`NetworkEmulator` in front of ``target`` and return it.
+
+    One emulator is kept per ``name``: starting again stops the previous one
+    first (as :func:`rtkit.start_server` does), so a re-run notebook cell
+    leaves exactly one behind. ``conditions`` are those of :class:`Conditions`
+    (``latency``, ``jitter``, ``bandwidth``, ...).
+    """
+    return start_managed(NetworkEmulator(target, seed=seed, **conditions), name)

@@ -119,7 +119,7 @@
     state.received[t.name].push(event.id);
     state.pending.push({
       transport: t.name, id: event.id, published_ns: event.published_ns, arrived_ms: arrivedMs,
-      bytes, requests: t.unchargedRequests, empty: t.unchargedEmpty,
+      bytes_in: bytes, requests: t.unchargedRequests, empty: t.unchargedEmpty,
     });
     t.unchargedRequests = 0;
     t.unchargedEmpty = 0;
