@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rtkit.bench import FIGURE_KEYS, Figure, format_table
-from rtkit.bench.run import RAW
+from rtkit.net.raw import RAW
 from rtkit.cli import main as cli_main
 
 
