@@ -14,7 +14,7 @@ from typing import Any
 
 from rtkit.core.api import DEFAULT_TOPIC
 
-__all__ = ["GapNotice", "Receipt"]
+__all__ = ["GapNotice", "Receipt", "ResetNotice"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +59,19 @@ class GapNotice:
     missed: int
     arrived_ns: int
     topic: str = DEFAULT_TOPIC
+
+
+@dataclass(frozen=True, slots=True)
+class ResetNotice:
+    """The server said ``topic``'s history was lost (its epoch changed from
+    ``old_epoch`` to ``new_epoch``): the client's cursor ``after`` meant nothing
+    any more, and it started again from the new epoch's first retained event."""
+
+    transport: str
+    client: str
+    after: int
+    old_epoch: str
+    new_epoch: str
+    arrived_ns: int
+    topic: str = DEFAULT_TOPIC
+
