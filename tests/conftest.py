@@ -21,7 +21,7 @@ import pytest
 
 import rtkit
 
-__all__ = ["wait_until", "poll_until", "open_fds", "listening_ports", "refuses_connections"]
+__all__ = ["listening_ports", "open_fds", "poll_until", "refuses_connections", "wait_until"]
 
 T = TypeVar("T")
 

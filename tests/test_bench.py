@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from rtkit.bench import FIGURE_KEYS, Figure, format_table
-from rtkit.net.raw import RAW
 from rtkit.cli import main as cli_main
+from rtkit.net.raw import RAW
 
 
 @pytest.fixture(scope="module")

@@ -42,9 +42,9 @@ from conftest import wait_until
 
 import rtkit
 from rtkit import browser as rb
+from rtkit.browser.handlers import ClockEstimate, parse_receipt_batch
 from rtkit.core.clock import now_ns
 from rtkit.measure import Recorder
-from rtkit.browser.handlers import ClockEstimate, parse_receipt_batch, state_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts" / "browser"

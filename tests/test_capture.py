@@ -14,9 +14,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from conftest import listening_ports, open_fds, poll_until, refuses_connections
 
 import rtkit
 from rtkit.clients import LongPollClient, ShortPollClient, SSEClient, WebSocketClient, client_loop
+from rtkit.core.clock import now_ns
+from rtkit.core.exceptions import ClientError
 from rtkit.net.tap import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,
@@ -26,12 +29,8 @@ from rtkit.net.tap import (
     http_responses,
     start_tap,
 )
-from rtkit.core.clock import now_ns
-from rtkit.core.exceptions import ClientError
 from rtkit.wire.sse import SSEDecoder
 from rtkit.wire.wsframes import FrameParser, Opcode, accept_key, split_handshake
-
-from conftest import poll_until, open_fds, listening_ports, refuses_connections
 
 #: Generous for a loaded 2-core machine; a passing test never waits this long.
 TIMEOUT = 20.0

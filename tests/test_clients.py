@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from conftest import poll_until
 from websockets.sync.server import serve
 
 import rtkit
@@ -31,8 +32,6 @@ from rtkit.clients import (
 )
 from rtkit.clients.http import HTTPConnection
 from rtkit.core.clock import now_ns
-
-from conftest import poll_until
 
 TRANSPORTS = ["poll", "longpoll", "sse", "ws"]
 #: Generous for a loaded 2-core machine; a passing test never waits this long.

@@ -4,14 +4,12 @@ too short to cover an outage is reported as gaps, never as a silent hole."""
 from __future__ import annotations
 
 import pytest
+from conftest import wait_until
 
 import rtkit
 from rtkit.core.transports import TRANSPORTS
 from rtkit.measure import Experiment, Workload
 from rtkit.net.emulator import NetworkEmulator
-
-from conftest import wait_until
-
 
 
 def run_through(proxy: NetworkEmulator, server: rtkit.Server, workload: Workload, **client_options):

@@ -18,11 +18,10 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from conftest import listening_ports, open_fds, poll_until, refuses_connections
 
 import rtkit
 from rtkit.clients import Client, make_client
-
-from conftest import poll_until, open_fds, listening_ports, refuses_connections
 
 TIMEOUT = 20.0
 #: Descriptors a test may leave open for reasons of its own (lazy imports, caches).

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import wait_until
 
 from rtkit.clients import Receipt
 from rtkit.measure import (
@@ -23,8 +24,6 @@ from rtkit.measure import (
     summarize,
 )
 from rtkit.server import Server
-
-from conftest import wait_until
 
 
 def receipt(i: int, *, client: str = "c1", transport: str = "sse", pub: int = 1_000, lat: int = 500) -> Receipt:

@@ -8,11 +8,10 @@ import threading
 import time
 
 import pytest
+from conftest import wait_until
 
 import rtkit
 from rtkit.net.emulator import Conditions, NetworkEmulator
-
-from conftest import wait_until
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from conftest import refuses_connections, wait_until
 
 import rtkit
 from rtkit.measure import Workload, make_payload
-from rtkit.net.emulator import start_emulator
 from rtkit.measure.scenarios import (
     capture_log,
     delay_sweep,
@@ -20,6 +19,7 @@ from rtkit.measure.scenarios import (
     run_with_faults,
     stalled_subscriber,
 )
+from rtkit.net.emulator import start_emulator
 
 
 def test_start_emulator_keeps_one_per_name(server: rtkit.Server) -> None:

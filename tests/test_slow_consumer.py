@@ -6,16 +6,14 @@ from __future__ import annotations
 import base64
 import os
 import socket
-import threading
 import time
 
 import numpy as np
 import pytest
+from conftest import wait_until
 
 import rtkit
 from rtkit.measure import make_payload
-
-from conftest import wait_until
 
 PAYLOAD = 8_000
 EVENTS = 300

@@ -1,23 +1,23 @@
 """One client per transport; each hands every event to the caller with its arrival time."""
 
 from rtkit.clients.base import Client, ClientStats, client_loop
-from rtkit.core.records import GapNotice, Receipt
-from rtkit.core.transports import TRANSPORTS, check_transports
 from rtkit.clients.polling import LongPollClient, ShortPollClient
 from rtkit.clients.sse import SSEClient
 from rtkit.clients.websocket import WebSocketClient
+from rtkit.core.records import GapNotice, Receipt
+from rtkit.core.transports import TRANSPORTS, check_transports
 
 __all__ = [
+    "CLIENTS",
     "Client",
     "ClientStats",
     "GapNotice",
-    "Receipt",
-    "client_loop",
-    "ShortPollClient",
     "LongPollClient",
+    "Receipt",
     "SSEClient",
+    "ShortPollClient",
     "WebSocketClient",
-    "CLIENTS",
+    "client_loop",
     "make_client",
 ]
 

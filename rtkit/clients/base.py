@@ -31,7 +31,7 @@ from rtkit.core.resource import Resource
 from rtkit.core.waiting import wait_until
 from rtkit.wire.envelope import Gap, Received
 
-__all__ = ["Receipt", "GapNotice", "ClientStats", "Client", "client_loop", "refusal_error"]
+__all__ = ["Client", "ClientStats", "GapNotice", "Receipt", "client_loop", "refusal_error"]
 
 
 @dataclass

@@ -10,13 +10,13 @@ import asyncio
 from typing import Any
 
 from rtkit.clients.base import Client, refusal_error
-from rtkit.core.api import DEFAULT_LONGPOLL_HOLD, DEFAULT_POLL_INTERVAL, MAX_LONGPOLL_HOLD
-from rtkit.core.transports import TRANSPORT_TABLE
 from rtkit.clients.http import HTTPConnection
+from rtkit.core.api import DEFAULT_LONGPOLL_HOLD, DEFAULT_POLL_INTERVAL, MAX_LONGPOLL_HOLD
 from rtkit.core.exceptions import ProtocolError
+from rtkit.core.transports import TRANSPORT_TABLE
 from rtkit.wire.envelope import Batch, parse_batch
 
-__all__ = ["ShortPollClient", "LongPollClient"]
+__all__ = ["LongPollClient", "ShortPollClient"]
 
 
 class _BatchClient(Client):

@@ -18,14 +18,14 @@ Plain ``ValueError``/``TypeError`` are used for bad arguments passed in Python
 from __future__ import annotations
 
 __all__ = [
-    "RtkitError",
-    "ProtocolError",
-    "ServerError",
-    "LogUnavailable",
+    "BrowserUnavailable",
     "ClientError",
     "HTTPStatusError",
+    "LogUnavailable",
+    "ProtocolError",
+    "RtkitError",
+    "ServerError",
     "WaitTimeout",
-    "BrowserUnavailable",
 ]
 
 

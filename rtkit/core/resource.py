@@ -28,6 +28,8 @@ import enum
 import threading
 from typing import ClassVar, TypeVar
 
+from typing_extensions import Self
+
 from rtkit.core.exceptions import RtkitError
 
 __all__ = ["Resource", "State", "live_resources", "start_managed", "stop_all"]
@@ -64,7 +66,7 @@ class Resource:
         self._lifecycle_lock = threading.RLock()
 
     # -- the contract ------------------------------------------------------------------
-    def start(self: R) -> R:
+    def start(self) -> Self:
         """Start and return self. Raises if this resource was already started."""
         with self._lifecycle_lock:
             if self._state is not State.NEW:
@@ -100,7 +102,7 @@ class Resource:
     def state(self) -> State:
         return self._state
 
-    def __enter__(self: R) -> R:
+    def __enter__(self) -> Self:
         if self._state is State.NEW:
             self.start()
         return self

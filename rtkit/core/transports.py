@@ -75,7 +75,7 @@ _OTHER_COLORS = ("#56B4E9", "#8C564B", "#7F7F7F", "#BCBD22", "#9467BD")
 
 def base_transport(name: str) -> str:
     """``"browser-sse"`` -> ``"sse"``; any other name unchanged."""
-    return name[len(BROWSER_PREFIX):] if name.startswith(BROWSER_PREFIX) else name
+    return name.removeprefix(BROWSER_PREFIX)
 
 
 def transport(name: str) -> Transport:

@@ -1,7 +1,7 @@
 """Measuring transports: the recorder, workloads, the experiment runner, summaries."""
 
-from rtkit.measure.recorder import COLUMNS, GAP_COLUMNS, Recorder
 from rtkit.core.transports import TRANSPORTS
+from rtkit.measure.recorder import COLUMNS, GAP_COLUMNS, Recorder
 from rtkit.measure.runner import Experiment, ExperimentResult, run_experiment
 from rtkit.measure.summary import SUMMARY_COLUMNS, client_delivery, summarize
 from rtkit.measure.workload import PATTERNS, Workload, make_payload
@@ -9,15 +9,15 @@ from rtkit.measure.workload import PATTERNS, Workload, make_payload
 __all__ = [
     "COLUMNS",
     "GAP_COLUMNS",
-    "Recorder",
+    "PATTERNS",
+    "SUMMARY_COLUMNS",
     "TRANSPORTS",
     "Experiment",
     "ExperimentResult",
-    "run_experiment",
-    "SUMMARY_COLUMNS",
-    "client_delivery",
-    "summarize",
-    "PATTERNS",
+    "Recorder",
     "Workload",
+    "client_delivery",
     "make_payload",
+    "run_experiment",
+    "summarize",
 ]

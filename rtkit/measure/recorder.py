@@ -38,7 +38,7 @@ import pandas as pd
 from rtkit.core.clock import now_ns
 from rtkit.core.records import GapNotice, Receipt
 
-__all__ = ["Recorder", "COLUMNS", "GAP_COLUMNS"]
+__all__ = ["COLUMNS", "GAP_COLUMNS", "Recorder"]
 
 COLUMNS: dict[str, str] = {
     "transport": "category",

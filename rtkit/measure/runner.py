@@ -23,9 +23,9 @@ import pandas as pd
 
 from rtkit.clients import Client, make_client
 from rtkit.core.api import DEFAULT_LONGPOLL_HOLD, DEFAULT_POLL_INTERVAL
+from rtkit.core.exceptions import RtkitError
 from rtkit.core.resource import Resource
 from rtkit.core.transports import TRANSPORTS, check_transports
-from rtkit.core.exceptions import RtkitError
 from rtkit.log import DEFAULT_CAPACITY
 from rtkit.measure.recorder import Recorder
 from rtkit.measure.summary import client_delivery, summarize

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["summarize", "client_delivery", "SUMMARY_COLUMNS"]
+__all__ = ["SUMMARY_COLUMNS", "client_delivery", "summarize"]
 
 SUMMARY_COLUMNS = [
     "clients",

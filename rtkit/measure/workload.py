@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Workload", "PATTERNS", "make_payload"]
+__all__ = ["PATTERNS", "Workload", "make_payload"]
 
 PATTERNS = ("constant", "poisson", "burst")
 

@@ -51,14 +51,14 @@ from rtkit.core.resource import Resource, State, start_managed
 from rtkit.wire.http1 import BodyChunk, ResponseEnd, ResponseHead, ResponseParser
 
 __all__ = [
-    "Direction",
-    "Chunk",
-    "Connection",
-    "WireTap",
-    "start_tap",
-    "http_responses",
     "CLIENT_TO_SERVER",
     "SERVER_TO_CLIENT",
+    "Chunk",
+    "Connection",
+    "Direction",
+    "WireTap",
+    "http_responses",
+    "start_tap",
 ]
 
 _READ_SIZE = 1 << 16

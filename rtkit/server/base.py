@@ -6,8 +6,8 @@ import asyncio
 import hmac
 import logging
 import re
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 from tornado.web import HTTPError, RequestHandler
 
@@ -19,13 +19,13 @@ from rtkit.server.params import BadRequest, parse_since
 from rtkit.wire.envelope import error_json
 
 __all__ = [
-    "log_request",
-    "RtkitHandlerMixin",
+    "ROUTES_HELP",
     "BaseHandler",
     "ClientGone",
     "HeldRequestMixin",
     "NotFoundHandler",
-    "ROUTES_HELP",
+    "RtkitHandlerMixin",
+    "log_request",
 ]
 
 #: rtkit's server logs here, quietly: a refusal is an answer to a client, not

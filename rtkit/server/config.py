@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from rtkit.log import DEFAULT_CAPACITY
 
-__all__ = ["ServerConfig", "MAX_LONGPOLL_TIMEOUT", "DEFAULT_MAX_PAYLOAD"]
+__all__ = ["DEFAULT_MAX_PAYLOAD", "MAX_LONGPOLL_TIMEOUT", "ServerConfig"]
 
 #: Largest ``timeout`` (seconds) a long poll may ask for.
 MAX_LONGPOLL_TIMEOUT = 120.0

@@ -12,7 +12,7 @@ from tornado.web import HTTPError
 
 from rtkit.server.config import MAX_LONGPOLL_TIMEOUT
 
-__all__ = ["BadRequest", "parse_since", "parse_timeout", "parse_limit"]
+__all__ = ["BadRequest", "parse_limit", "parse_since", "parse_timeout"]
 
 _MAX_ID = 2**63 - 1
 

@@ -16,7 +16,7 @@ from rtkit.server.hub import HubClosed
 from rtkit.server.params import parse_limit, parse_timeout
 from rtkit.wire.envelope import Gap, batch_json
 
-__all__ = ["PollHandler", "LongPollHandler", "DEFAULT_LONGPOLL_TIMEOUT"]
+__all__ = ["DEFAULT_LONGPOLL_TIMEOUT", "LongPollHandler", "PollHandler"]
 
 #: Hold time of a long poll that names no ``timeout``.
 DEFAULT_LONGPOLL_TIMEOUT = 30.0

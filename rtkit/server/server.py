@@ -21,9 +21,9 @@ from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
 from rtkit.core.exceptions import ServerError
-from rtkit.log import EventLog
 from rtkit.core.loopthread import LoopThread
 from rtkit.core.resource import Resource, start_managed
+from rtkit.log import EventLog
 from rtkit.server.app import make_app
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import Hub

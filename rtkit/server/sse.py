@@ -19,9 +19,9 @@ from tornado.iostream import StreamClosedError
 
 from rtkit.log import LogEvent
 from rtkit.server.base import BaseHandler
-from rtkit.server.params import BadRequest
 from rtkit.server.hub import HubClosed
 from rtkit.server.outbox import Ending, Framing, Outbox
+from rtkit.server.params import BadRequest
 from rtkit.wire.envelope import Gap, event_json, gap_json
 from rtkit.wire.sse import encode, encode_comment
 

@@ -33,20 +33,20 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 __all__ = [
+    "Batch",
     "EventLike",
     "Gap",
     "Received",
-    "Batch",
-    "event_json",
-    "ws_event_json",
-    "gap_json",
-    "ws_gap_json",
     "batch_json",
     "error_json",
+    "event_json",
+    "gap_json",
+    "parse_batch",
     "parse_event",
     "parse_gap",
-    "parse_batch",
     "parse_ws_message",
+    "ws_event_json",
+    "ws_gap_json",
 ]
 
 
