@@ -11,6 +11,7 @@ naming what did not happen (import it: ``from conftest import wait_until``).
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -104,3 +105,20 @@ def make_server() -> Iterator[Callable[..., rtkit.Server]]:
 def server(make_server: Callable[..., rtkit.Server]) -> rtkit.Server:
     """A running server with the default settings, stopped after the test."""
     return make_server()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[Any]:
+    """A real redis-server on a free loopback port (no persistence), stopped after the test.
+    Skips (or, with RTKIT_REQUIRE_REDIS=1 as .ci/run sets, fails) when redis-server is missing."""
+    from rtkit.scale.redis import RedisServer, find_redis_server
+
+    if find_redis_server() is None:
+        if os.environ.get("RTKIT_REQUIRE_REDIS", "").strip() in ("1", "true", "yes", "on"):
+            pytest.fail("redis-server is not installed and RTKIT_REQUIRE_REDIS=1 requires it")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
