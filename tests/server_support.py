@@ -141,14 +141,16 @@ class SSEStream:
     ) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         self.conn.request("GET", path, headers=headers or {})
+        # The socket, kept: a close-delimited response takes it away from conn.
+        self.sock = self.conn.sock
+        assert self.sock is not None
         self.response = self.conn.getresponse()
         self.decoder = SSEDecoder()
         self.raw = bytearray()
         self.events: list[Event] = []
 
     def read_some(self, timeout: float) -> bytes:
-        assert self.conn.sock is not None
-        self.conn.sock.settimeout(max(timeout, 0.01))
+        self.sock.settimeout(max(timeout, 0.01))
         chunk = self.response.read1(65536)
         if not chunk:
             raise EOFError("the server ended the stream")
@@ -178,7 +180,9 @@ class SSEStream:
         return [line for line in bytes(self.raw).splitlines() if line.startswith(b":")]
 
     def close(self) -> None:
+        self.response.close()
         self.conn.close()
+        self.sock.close()
 
 
 @pytest.fixture

@@ -30,8 +30,10 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from rtkit.core.api import DEFAULT_TOPIC
-from rtkit.log import LogEvent
+from rtkit.log import Log, LogEvent
+from rtkit.server.config import ServerConfig
 from rtkit.server.connections import ConnectionRegistry
+from rtkit.server.listener import ConnectionBudget
 
 if TYPE_CHECKING:
     from rtkit.server.outbox import Framing, Outbox
@@ -100,8 +102,10 @@ class Hub:
     topic, ``tick(now)`` at each sweep and ``shutdown()`` when the server stops.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, log: Log, config: ServerConfig) -> None:
         self._loop = loop
+        #: The server's loop, event log and settings (what every stream reads).
+        self.loop, self.log, self.config = loop, log, config
         self._waiters: dict[str, set[asyncio.Future[bool]]] = {}
         self._woken: set[str] = set()  # topics published to since the last wake-up
         self._woken_lock = threading.Lock()
@@ -116,6 +120,8 @@ class Hub:
         self.outboxes: set[Outbox] = set()
         self._streams: dict[str, set[Outbox]] = {}
         self.batches = SharedBatches()
+        #: Open connections against max_connections (set by the server at start).
+        self.budget = ConnectionBudget(1 << 30)
         self._sweep_every: float | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
 
