@@ -129,7 +129,10 @@ class RedisServer(Resource):
     def _start(self) -> None:
         binary = self.binary or find_redis_server()
         if binary is None or not os.access(binary, os.X_OK):
-            raise ServerError(f"redis-server was not found ({binary or 'not on the PATH'}): {INSTALL_HINT}")
+            configured = os.environ.get("RTKIT_REDIS_SERVER")
+            where = (binary if binary else f"RTKIT_REDIS_SERVER={configured} is not executable" if configured
+                     else "not on the PATH")
+            raise ServerError(f"redis-server was not found ({where}): {INSTALL_HINT}")
         self.binary = binary
         if self._given_dir is None:
             self._own_dir = tempfile.mkdtemp(prefix="rtkit-redis-")
