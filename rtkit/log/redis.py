@@ -464,12 +464,14 @@ class RedisLog(Log):
     def _chunks(self, batch: list[_Pending]) -> list[tuple[str, list[_Pending]]]:
         """The batch as script calls: per topic in order, bounded in events and bytes."""
         by_topic: dict[str, list[list[_Pending]]] = {}
+        sizes: dict[str, int] = {}
         for p in batch:
             chunks = by_topic.setdefault(p.topic, [[]])
-            last = chunks[-1]
-            if last and (len(last) >= _CHUNK_EVENTS or sum(len(x.data_json) for x in last) >= _CHUNK_BYTES):
-                chunks.append(last := [])
-            last.append(p)
+            if len(chunks[-1]) >= _CHUNK_EVENTS or sizes.get(p.topic, 0) >= _CHUNK_BYTES:
+                chunks.append([])
+                sizes[p.topic] = 0
+            chunks[-1].append(p)
+            sizes[p.topic] = sizes.get(p.topic, 0) + len(p.data_json)
         return [(topic, chunk) for topic, chunks in by_topic.items() for chunk in chunks]
 
     def _write_blocking(self, batch: list[_Pending]) -> None:
