@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -30,9 +31,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from rtkit.core.clock import now_ns
 from rtkit.core.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def publish_throughput(redis_url: str, *, processes: int = 2, seconds: float = 3
             _close_helper(proc)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        last_id = int(client.hget(f"rtkit:topic:{topic}", "last_id") or 0)  # type: ignore[arg-type]
+        last_id = int(client.hget(f"rtkit:topic:{topic}", "last_id") or 0)
     finally:
         client.close()
     total = sum(r["count"] for r in results)
@@ -122,7 +123,7 @@ def _close_helper(proc: subprocess.Popen[str]) -> None:
 
 
 async def _publish_for(log: Any, seconds: float, burst: int, topic: str) -> tuple[int, float, list[int]]:
-    count, sample = 0, []
+    count, sample = 0, list[int]()
     payload = json.dumps({"x": "y" * 80})
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -191,7 +192,7 @@ def hop_latency(redis_url: str, *, transports: Sequence[str] = ("sse", "ws"), ra
 
     pooled: dict[tuple[str, str], list[int]] = {}
     memory = Server(port=0).start()
-    shared = Server(port=0, redis=redis_url).start()  # type: ignore[call-arg]
+    shared = Server(port=0, redis=redis_url).start()
     try:
         for _ in range(rounds):
             for transport in transports:
@@ -224,8 +225,8 @@ def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2
     """``per_transport`` SSE and as many WebSocket subscribers spread over ``nodes`` node
     processes sharing Redis (the subscribers in ``processes_per_node`` helper processes per
     node); the kernel publishes through Redis at ``rate``. p50/p99 over every receipt."""
-    from rtkit.log.redis import RedisLog
     from rtkit.core.loopthread import LoopThread
+    from rtkit.log.redis import RedisLog
     from rtkit.scale.nodes import NodeSet
 
     node_set = NodeSet(nodes, redis=redis_url).start()
@@ -316,7 +317,8 @@ def redis_figures(*, quick: bool = False, redis_url: str | None = None,
     from rtkit.scale.redis import RedisServer
 
     say = progress or (lambda _m: None)
-    with RedisServer() if redis_url is None else _Given(redis_url) as server:
+    given = contextlib.nullcontext(SimpleNamespace(url=redis_url))
+    with RedisServer() if redis_url is None else given as server:
         url = server.url
         say("redis: the hop (memory log vs Redis log, 500 msg/s)")
         hop = hop_latency(url, seconds=0.5 if quick else 3.0, rounds=1 if quick else 3)
@@ -336,19 +338,6 @@ def redis_figures(*, quick: bool = False, redis_url: str | None = None,
     figures.append(Figure("redis", "sse+ws", "p99_ms", fan["p99_ms"], "ms", target="≤ 250 ms, all delivered",
                           met=fan["p99_ms"] <= 250 and fan["everything_delivered"], detail=fan))
     return figures
-
-
-class _Given:
-    """A Redis someone else runs, in the shape of a RedisServer for a with-block."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __enter__(self) -> _Given:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
