@@ -29,11 +29,11 @@ How it works (docs/design.md, section 8; the key layout is in
   makes a new epoch, and every node notices (the data set's ``generation``
   token, read after each blocking read, changed or went missing; or its
   connection dropped) and starts the topic's tail again in the new epoch. It
-  then tells its disruption listeners, so the server ends that topic's streams:
-  clients reconnect with their old epoch and are answered with a reset.
+  then tells its reset listeners, so the server's streams of that topic send
+  their clients a reset and go on from the new epoch.
 - **Redis lost.** Appends raise :class:`~rtkit.core.exceptions.LogUnavailable`
-  naming the URL (the event was not acknowledged); disruption listeners are told
-  (topic ``None``), so streams end and clients reconnect; the tail keeps serving
+  naming the URL (the event was not acknowledged); failure listeners are told,
+  so the server ends its streams and clients reconnect; the tail keeps serving
   what it holds; the follower reconnects on a cadence and, once Redis answers,
   loads everything again (a reset where history was lost).
 
@@ -49,7 +49,7 @@ import contextlib
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,12 +73,9 @@ from rtkit.log.base import (
 from rtkit.log.redis_scripts import APPEND_SCRIPT, TOO_MANY_TOPICS, Keys, entry_id, rtkit_id
 from rtkit.log.redis_tail import Tail, payload_bytes
 
-__all__ = ["DisruptionListener", "RedisLog", "redact_url"]
+__all__ = ["RedisLog", "redact_url"]
 
 logger = logging.getLogger("rtkit.log.redis")
-
-#: ``listener(topic, reason)``: the streams of ``topic`` (of every topic when None) must end.
-DisruptionListener = Callable[[str | None, str], None]
 
 _SCHEMES = ("redis", "rediss", "unix")
 _CONNECT_TIMEOUT = 2.0
@@ -153,7 +150,6 @@ class RedisLog(Log):
         self._keys = Keys(prefix)
         self._lock = threading.Lock()  # guards _tails and every Tail
         self._tails: dict[str, Tail] = {}
-        self._disruption_listeners: list[DisruptionListener] = []
         self._sync: redis.Redis | None = None
         self._aio: aioredis.Redis | None = None
         self._sha = ""
@@ -242,21 +238,14 @@ class RedisLog(Log):
         if sync is not None:
             sync.close()
 
-    def add_disruption_listener(self, listener: DisruptionListener) -> None:
-        """Call ``listener(topic, reason)`` when the streams of ``topic`` (every topic when
-        None) must end: Redis was lost, or the topic's history was (a new epoch). Called
-        in the thread that noticed (the server loop, or an appending thread); quick, never raising."""
-        with self._listeners_lock:
-            self._disruption_listeners = [*self._disruption_listeners, listener]
-
-    def remove_disruption_listener(self, listener: DisruptionListener) -> None:
-        with self._listeners_lock:
-            self._disruption_listeners = [x for x in self._disruption_listeners if x is not listener]
-
     def _disrupt(self, topic: str | None, reason: str) -> None:
+        """Tell the server: ``topic``'s history was lost (its reset listeners), or with
+        ``topic`` None, Redis was (its failure listeners; the streams end)."""
         logger.debug("disruption (%s): %s", topic or "every topic", reason)
-        for listener in self._disruption_listeners:
-            listener(topic, reason)
+        if topic is None:
+            self._notify_failure(LogUnavailable(reason))
+        else:
+            self._notify_reset(topic)
 
     # -- loading a topic's state from Redis -------------------------------------------------
     def _state_commands(self, pipe: Any, topic: str) -> None:
@@ -591,10 +580,7 @@ class RedisLog(Log):
     def _tail(self, topic: str) -> Tail:
         tail = self._tails.get(topic)
         if tail is None:
-            raise UnknownTopic(
-                f"unknown topic {topic!r}; known topics: {', '.join(self._tails) or 'none'}. A topic "
-                f"comes to exist when it is declared (ServerConfig(topics=...), server.create_topic()) "
-                f"or published to")
+            raise UnknownTopic.of(topic, self._tails)
         return tail
 
     def after(self, cursor: int, limit: int | None = None, *, topic: str = DEFAULT_TOPIC,
