@@ -39,7 +39,7 @@ from rtkit.core.waiting import wait_until
 if TYPE_CHECKING:
     from rtkit.bench import Figure
 
-__all__ = ["fanout_on_nodes", "hop_latency", "main", "publish_throughput", "redis_figures"]
+__all__ = ["fanout_on_nodes", "hop_latency", "main", "publish_throughput", "redis_figures", "start_subscribers"]
 
 _ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -213,6 +213,38 @@ def hop_latency(redis_url: str, *, transports: Sequence[str] = ("sse", "ws"), ra
 
 
 # -- 3. fan-out on two nodes sharing Redis, subscribers in other processes ----------------------
+class Subscribers:
+    """``n`` rtkit clients of one transport on ``url``, held in a helper process of their own
+    (so their CPU is not the server's); started and subscribed-to when made."""
+
+    def __init__(self, url: str, transport: str, n: int) -> None:
+        self.url, self.transport, self.n = url, transport, n
+        self._proc = _helper("subscribe", "--url", url, "--transport", transport, "--clients", str(n))
+        try:
+            _expect(self._proc, "ready")
+        except BaseException:
+            self.close()
+            raise
+
+    def expect(self, messages: int) -> None:
+        """Tell the process how many events each client is to receive this round."""
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(f"expect {messages}\n")
+        self._proc.stdin.flush()
+
+    def result(self) -> list[int]:
+        """The round's one-way latencies in µs, one per receipt (waits for the round)."""
+        return list(json.loads(_expect(self._proc, "result"))["latencies_us"])
+
+    def close(self) -> None:
+        _close_helper(self._proc)
+
+
+def start_subscribers(url: str, transport: str, n: int) -> Subscribers:
+    """:class:`Subscribers`: ``n`` clients of ``transport`` on ``url`` in another process."""
+    return Subscribers(url, transport, n)
+
+
 def _node_connections(url: str) -> dict[str, int]:
     import urllib.request
 
@@ -230,7 +262,7 @@ def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2
     from rtkit.scale.nodes import NodeSet
 
     node_set = NodeSet(nodes, redis=redis_url).start()
-    helpers: list[subprocess.Popen[str]] = []
+    groups: list[Subscribers] = []
     thread = LoopThread("bench-fanout-publisher").start()
     log = RedisLog(redis_url)
     try:
@@ -241,10 +273,7 @@ def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2
             for k in range(processes_per_node):
                 n = count // processes_per_node + (1 if k < count % processes_per_node else 0)
                 if n:
-                    helpers.append(_helper("subscribe", "--url", node_set.urls[i], "--transport", transport,
-                                           "--clients", str(n)))
-        for proc in helpers:
-            _expect(proc, "ready")
+                    groups.append(Subscribers(node_set.urls[i], transport, n))
 
         def subscribed() -> bool:
             return all(_node_connections(url).get(t, 0) >= share[(i, t)]
@@ -252,24 +281,22 @@ def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2
 
         wait_until(subscribed, 120, what="every subscriber connected")
         n_msgs = max(1, round(rate * seconds))
-        for proc in helpers:
-            assert proc.stdin is not None
-            proc.stdin.write(f"expect {n_msgs}\n")
-            proc.stdin.flush()
+        for group in groups:
+            group.expect(n_msgs)
         t0 = time.perf_counter()
         for seq in range(n_msgs):
             delay = t0 + seq / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)  # the publish timetable
             log.append({"seq": seq, "pad": "x" * 60})
-        results = [json.loads(_expect(proc, "result")) for proc in helpers]
+        results = [group.result() for group in groups]
     finally:
-        for proc in helpers:
-            _close_helper(proc)
+        for group in groups:
+            group.close()
         thread.run(log.close(), 20)
         thread.stop()
         node_set.stop()
-    latencies = [x for r in results for x in r["latencies_us"]]
+    latencies = [x for r in results for x in r]
     subscribers = sum(share.values())
     return {"p50_ms": _percentile(latencies, 50) / 1e3, "p99_ms": _percentile(latencies, 99) / 1e3,
             "subscribers": subscribers, "nodes": nodes, "messages": n_msgs,
@@ -277,6 +304,8 @@ def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2
 
 
 def _subscribe_main(args: argparse.Namespace) -> int:
+    """Hold ``--clients`` subscribers; for each ``expect N`` line on stdin, wait until N
+    events reached every one of them (or 60 s), then print the round's latencies."""
     from rtkit.clients import make_client
 
     latencies: list[int] = []
@@ -293,15 +322,19 @@ def _subscribe_main(args: argparse.Namespace) -> int:
         for _ in range(args.clients):
             clients.append(make_client(args.transport, args.url, on_receipt=on_receipt, reconnect_delay=0.2).start())
         print("ready", flush=True)
-        line = sys.stdin.readline().split()
-        if len(line) != 2 or line[0] != "expect":
-            return 1
-        expected = int(line[1]) * args.clients
-        try:
-            wait_until(lambda: len(latencies) >= expected, 60, what="every event at every subscriber", condition=lock)
-        except TimeoutError:
-            pass  # the parent sees what arrived
-        print("result", json.dumps({"latencies_us": latencies}), flush=True)
+        for line in sys.stdin:
+            words = line.split()
+            if len(words) != 2 or words[0] != "expect":
+                return 1
+            expected = int(words[1]) * args.clients
+            try:
+                wait_until(lambda n=expected: len(latencies) >= n, 60,  # type: ignore[misc]
+                           what="every event at every subscriber", condition=lock)
+            except TimeoutError:
+                pass  # the parent sees what arrived
+            with lock:
+                got, latencies[:] = list(latencies), []
+            print("result", json.dumps({"latencies_us": got}), flush=True)
     finally:
         for client in clients:
             client.stop()
