@@ -1,10 +1,6 @@
 """The Redis Streams log: one log shared by every server node that uses the same Redis.
 
->>> log = RedisLog("redis://127.0.0.1:6379")     # a server makes it: ServerConfig(redis=URL)
->>> await log.open()                              # on the server loop: connect, load, follow
->>> log.append({"price": 1}, topic="prices").id   # any thread; the id is Redis's
->>> log.after(0, topic="prices")                  # from this node's tail of the stream
-
+A server makes it for ``ServerConfig(redis=URL)`` and awaits :meth:`RedisLog.open` on its loop.
 How it works (docs/design.md, section 8; the key layout is in
 :mod:`rtkit.log.redis_scripts`):
 
@@ -51,7 +47,6 @@ import secrets
 import threading
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -59,8 +54,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rtkit.core.api import DEFAULT_TOPIC, check_topic
-from rtkit.core.clock import now_ns
 from rtkit.core.exceptions import LogUnavailable
+from rtkit.log import redis_batch as rb
 from rtkit.log.base import (
     DEFAULT_CAPACITY,
     DEFAULT_MAX_BYTES,
@@ -70,44 +65,20 @@ from rtkit.log.base import (
     Slice,
     UnknownTopic,
 )
-from rtkit.log.redis_scripts import APPEND_SCRIPT, TOO_MANY_TOPICS, Keys, entry_id, rtkit_id
-from rtkit.log.redis_tail import Tail, payload_bytes
+from rtkit.log.redis_batch import Pending, redact_url
+from rtkit.log.redis_scripts import APPEND_SCRIPT, TOO_MANY_TOPICS, Keys, entry_id
+from rtkit.log.redis_tail import Tail
 
 __all__ = ["RedisLog", "redact_url"]
 
 logger = logging.getLogger("rtkit.log.redis")
 
-_SCHEMES = ("redis", "rediss", "unix")
 _CONNECT_TIMEOUT = 2.0
 _SOCKET_TIMEOUT = 5.0
 _BLOCK_MS = 1000  # the follower's blocking read; the generation is checked after each
 _READ_COUNT = 1000  # most entries per stream per read
-_CHUNK_EVENTS, _CHUNK_BYTES = 256, 1 << 20  # most events / payload bytes per script call
 _RECONNECT_FIRST, _RECONNECT_MAX = 0.05, 1.0  # seconds between reconnection attempts
 _DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-class _Pending:
-    """One append waiting for its id."""
-
-    __slots__ = ("data_json", "error", "event", "published_ns", "topic")
-
-    def __init__(self, topic: str, data_json: str) -> None:
-        self.topic = topic
-        self.data_json = data_json
-        self.published_ns = now_ns()
-        self.event: LogEvent | None = None
-        self.error: BaseException | None = None
 
 
 class RedisLog(Log):
@@ -133,15 +104,7 @@ class RedisLog(Log):
         prefix: str = "rtkit:",
     ) -> None:
         super().__init__()
-        if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
-            raise ValueError(f"redis must be a Redis URL (redis://host:port, rediss://..., unix:///path), got {url!r}")
-        for name, value in (("capacity", capacity), ("max_topics", max_topics)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
-            raise ValueError(f"max_bytes must be a positive int or None, got {max_bytes!r}")
-        if not isinstance(prefix, str) or not prefix:
-            raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
+        rb.check_settings(url, capacity, max_bytes, max_topics, prefix)
         self.url = url
         self.capacity, self.max_bytes, self.max_topics = capacity, max_bytes, max_topics
         self._declared = list(dict.fromkeys([DEFAULT_TOPIC, *(check_topic(t) for t in topics)]))
@@ -161,11 +124,11 @@ class RedisLog(Log):
         self._closing = False
         self._wake_key = self._keys.wake(secrets.token_hex(6))  # this node's own
         # appends from other threads: whoever holds the writer lock sends all that queued
-        self._queue: list[_Pending] = []
+        self._queue: list[Pending] = []
         self._queue_lock = threading.Lock()
         self._writer_lock = threading.Lock()
         # appends on the server loop: one writer task drains what queued meanwhile
-        self._aqueue: list[tuple[_Pending, asyncio.Future[LogEvent]]] = []
+        self._aqueue: list[tuple[Pending, asyncio.Future[LogEvent]]] = []
         self._awriter: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -258,7 +221,7 @@ class RedisLog(Log):
         epoch, last_id, first = meta
         if epoch is None:
             return  # not in Redis (any more): the caller makes it exist, or it was never there
-        events = [self._event(topic, eid, fields) for eid, fields in reversed(entries)]
+        events = [rb.event_of(topic, eid, fields) for eid, fields in reversed(entries)]
         new_epoch = False
         with self._lock:
             tail = self._tails.get(topic)
@@ -274,10 +237,6 @@ class RedisLog(Log):
             self._disrupt(topic, f"the history of topic {topic!r} was lost (Redis restarted empty or was "
                                  f"flushed): epoch {old_epoch} is now {epoch}")
         self._notify(new)
-
-    @staticmethod
-    def _event(topic: str, eid: str, fields: dict[str, str]) -> LogEvent:
-        return LogEvent(rtkit_id(eid), fields["d"], int(fields["p"]), topic)
 
     async def _load_all(self) -> None:
         """Load the topic set and every tail (at open, and after Redis was lost or flushed)."""
@@ -312,13 +271,8 @@ class RedisLog(Log):
         meta, entries = pipe.execute()
         self._install(topic, meta, entries)
 
-    def _script_args(self, topic: str, batch: list[_Pending]) -> list[Any]:
-        args: list[Any] = [len(self._keys.append_keys(topic)), *self._keys.append_keys(topic), topic,
-                           secrets.token_hex(6), secrets.token_hex(8), self.max_topics, self.capacity,
-                           self.max_bytes or 0]
-        for p in batch:
-            args += [p.data_json, p.published_ns]
-        return args
+    def _script_args(self, topic: str, pending: list[Pending]) -> list[Any]:
+        return rb.script_args(self._keys, topic, pending, self.max_topics, self.capacity, self.max_bytes)
 
     async def _create_async(self, topic: str) -> None:
         assert self._aio is not None
@@ -387,7 +341,7 @@ class RedisLog(Log):
                         await self._load_async(fields["topic"])
             else:
                 topic = key[len(stream_prefix):]
-                events = [self._event(topic, eid, fields) for eid, fields in entries]
+                events = [rb.event_of(topic, eid, fields) for eid, fields in entries]
                 with self._lock:
                     tail = self._tails.get(topic)
                     new = tail.add(events, gaps=True) if tail is not None else []
@@ -404,7 +358,7 @@ class RedisLog(Log):
         shared with the appends that queued meanwhile). Raises ``ValueError`` (bad topic name,
         one topic too many) or :class:`LogUnavailable` (Redis down: not acknowledged)."""
         self._check_writable(topic)
-        pending = _Pending(topic, data_json)
+        pending = Pending(topic, data_json)
         with self._queue_lock:
             self._queue.append(pending)
         with self._writer_lock:
@@ -421,7 +375,7 @@ class RedisLog(Log):
         """Publish on ``topic`` from the server loop, batched with what queued meanwhile."""
         self._check_writable(topic)
         fut: asyncio.Future[LogEvent] = asyncio.get_running_loop().create_future()
-        self._aqueue.append((_Pending(topic, data_json), fut))
+        self._aqueue.append((Pending(topic, data_json), fut))
         if self._awriter is None or self._awriter.done():
             self._awriter = asyncio.get_running_loop().create_task(self._drain_async())
         return await fut
@@ -436,39 +390,16 @@ class RedisLog(Log):
                     if p.event is None and p.error is None:
                         p.error = exc if isinstance(exc, Exception) else LogUnavailable("the Redis log was closed")
                 if not isinstance(exc, Exception):
-                    self._resolve(queued)
+                    rb.resolve(queued)
                     raise
-            self._resolve(queued)
+            rb.resolve(queued)
 
-    @staticmethod
-    def _resolve(queued: list[tuple[_Pending, asyncio.Future[LogEvent]]]) -> None:
-        for p, fut in queued:
-            if fut.done():
-                continue
-            if p.error is not None:
-                fut.set_exception(p.error)
-            elif p.event is not None:
-                fut.set_result(p.event)
-
-    def _chunks(self, batch: list[_Pending]) -> list[tuple[str, list[_Pending]]]:
-        """The batch as script calls: per topic in order, bounded in events and bytes."""
-        by_topic: dict[str, list[list[_Pending]]] = {}
-        sizes: dict[str, int] = {}
-        for p in batch:
-            chunks = by_topic.setdefault(p.topic, [[]])
-            if len(chunks[-1]) >= _CHUNK_EVENTS or sizes.get(p.topic, 0) >= _CHUNK_BYTES:
-                chunks.append([])
-                sizes[p.topic] = 0
-            chunks[-1].append(p)
-            sizes[p.topic] = sizes.get(p.topic, 0) + len(p.data_json)
-        return [(topic, chunk) for topic, chunks in by_topic.items() for chunk in chunks]
-
-    def _write_blocking(self, batch: list[_Pending]) -> None:
+    def _write_blocking(self, batch: list[Pending]) -> None:
         try:
             sync = self._sync
             if sync is None:
                 raise LogUnavailable(f"the Redis log for {self.shown_url} was closed")
-            chunks = self._chunks(batch)
+            chunks = rb.chunk_batch(batch)
             try:
                 results = self._run_blocking(sync, chunks)
             except _DOWN as exc:
@@ -485,23 +416,24 @@ class RedisLog(Log):
                 if p.event is None and p.error is None:
                     p.error = exc
 
-    def _run_blocking(self, sync: redis.Redis, chunks: list[tuple[str, list[_Pending]]]) -> list[Any]:
-        for attempt in (1, 2):
+    def _run_blocking(self, sync: redis.Redis, chunks: list[tuple[str, list[Pending]]]) -> list[Any]:
+        def run() -> list[Any]:
             pipe = sync.pipeline(transaction=False)
             for topic, chunk in chunks:
                 pipe.evalsha(self._sha, *self._script_args(topic, chunk))
-            results = pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
-                # Redis restarted and forgot the script: none of these calls ran, so all may go again
-                self._sha = str(sync.script_load(APPEND_SCRIPT))
-                continue
-            return list(results)
-        raise AssertionError("unreachable")
+            return list(pipe.execute(raise_on_error=False))
 
-    async def _write_async(self, batch: list[_Pending]) -> None:
+        results = run()
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+            # Redis restarted and forgot the script: none of these calls ran, so all may go again
+            self._sha = str(sync.script_load(APPEND_SCRIPT))
+            results = run()
+        return results
+
+    async def _write_async(self, batch: list[Pending]) -> None:
         aio = self._aio
         assert aio is not None
-        chunks = self._chunks(batch)
+        chunks = rb.chunk_batch(batch)
         try:
             for attempt in (1, 2):
                 pipe = aio.pipeline(transaction=False)
@@ -525,7 +457,7 @@ class RedisLog(Log):
                     pass  # the follower loads it once Redis answers
                 self._learn(topic, chunk)
 
-    def _settle(self, topic: str, chunk: list[_Pending], result: Any) -> bool:
+    def _settle(self, topic: str, chunk: list[Pending], result: Any) -> bool:
         """Give each append of one script call its event (or error); True when this
         node must load the topic from Redis first (new to it, or in a new epoch)."""
         if isinstance(result, Exception):
@@ -544,7 +476,7 @@ class RedisLog(Log):
         self._learn(topic, chunk)
         return False
 
-    def _learn(self, topic: str, chunk: list[_Pending]) -> None:
+    def _learn(self, topic: str, chunk: list[Pending]) -> None:
         """Put this node's own appends into its tail now, when nothing is missing before them."""
         events = [p.event for p in chunk if p.event is not None]
         with self._lock:
@@ -627,17 +559,7 @@ class RedisLog(Log):
             tail = self._tail(topic)
             if epoch != tail.epoch:  # a new epoch the follower has not loaded yet: serve the tail
                 return tail.slice(min(cursor, tail.last), limit, max_bytes)
-        events: list[LogEvent] = []
-        size = 0
-        for eid, fields in entries:
-            size += payload_bytes(fields["d"])
-            if events and max_bytes is not None and size > max_bytes:
-                break
-            events.append(self._event(topic, eid, fields))
-        first_id, last = int(first or 1), int(last_id or 0)
-        end = events[-1].id if events else cursor
-        return Slice(cursor=cursor, events=tuple(events), missed=max(0, first_id - cursor - 1),
-                     first_retained=first_id, last_id=last, more=end < last, topic=topic, epoch=epoch)
+        return rb.store_slice(topic, cursor, epoch, int(first or 1), int(last_id or 0), entries, max_bytes)
 
     def last_id_of(self, topic: str = DEFAULT_TOPIC) -> int:
         with self._lock:
@@ -662,11 +584,8 @@ class RedisLog(Log):
     def stats(self) -> dict[str, Any]:
         """The memory log's figures, from this node's tails, plus where the log lives."""
         with self._lock:
-            topics = {
-                name: {"last_id": t.last, "first_retained": t.first_retained, "retained": len(t),
-                       "retained_bytes": t.bytes, "epoch": t.epoch}
-                for name, t in self._tails.items()
-            }
+            topics = {name: {"last_id": t.last, "first_retained": t.first_retained, "retained": len(t),
+                             "retained_bytes": t.bytes, "epoch": t.epoch} for name, t in self._tails.items()}
         return {"topics": topics, "capacity": self.capacity, "max_bytes": self.max_bytes,
                 "max_topics": self.max_topics, "store": "redis", "url": self.shown_url,
                 "available": self._available}
