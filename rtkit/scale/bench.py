@@ -253,7 +253,7 @@ def _node_connections(url: str) -> dict[str, int]:
 
 
 def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2, rate: float = 10.0,
-                    seconds: float = 5.0, processes_per_node: int = 2) -> dict[str, Any]:
+                    seconds: float = 5.0, processes_per_node: int = 2, running: Any = None) -> dict[str, Any]:
     """``per_transport`` SSE and as many WebSocket subscribers spread over ``nodes`` node
     processes sharing Redis (the subscribers in ``processes_per_node`` helper processes per
     node); the kernel publishes through Redis at ``rate``. p50/p99 over every receipt."""
@@ -261,7 +261,8 @@ def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2
     from rtkit.log.redis import RedisLog
     from rtkit.scale.nodes import NodeSet
 
-    node_set = NodeSet(nodes, redis=redis_url).start()
+    node_set = running if running is not None else NodeSet(nodes, redis=redis_url).start()
+    urls = node_set.urls[:nodes]
     groups: list[Subscribers] = []
     thread = LoopThread("bench-fanout-publisher").start()
     log = RedisLog(redis_url)
@@ -273,11 +274,11 @@ def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2
             for k in range(processes_per_node):
                 n = count // processes_per_node + (1 if k < count % processes_per_node else 0)
                 if n:
-                    groups.append(Subscribers(node_set.urls[i], transport, n))
+                    groups.append(Subscribers(urls[i], transport, n))
 
         def subscribed() -> bool:
             return all(_node_connections(url).get(t, 0) >= share[(i, t)]
-                       for i, url in enumerate(node_set.urls) for t in ("sse", "ws"))
+                       for i, url in enumerate(urls) for t in ("sse", "ws"))
 
         wait_until(subscribed, 120, what="every subscriber connected")
         n_msgs = max(1, round(rate * seconds))
@@ -295,7 +296,8 @@ def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2
             group.close()
         thread.run(log.close(), 20)
         thread.stop()
-        node_set.stop()
+        if running is None:
+            node_set.stop()
     latencies = [x for r in results for x in r]
     subscribers = sum(share.values())
     return {"p50_ms": _percentile(latencies, 50) / 1e3, "p99_ms": _percentile(latencies, 99) / 1e3,

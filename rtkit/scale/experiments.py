@@ -63,58 +63,57 @@ def _timetable(url: str, rate: float, n: int) -> None:
         publish(url, {"seq": seq, "pad": "x" * 60})
 
 
-def node_limit(redis_url: str, steps: list[int], *, rate: float = 10.0, seconds: float = 2.0,
+def node_limit(nodes: NodeSet, steps: list[int], *, rate: float = 10.0, seconds: float = 2.0,
                per_process: int = 500) -> pd.DataFrame:
-    """One node process; subscribers (half SSE, half WebSocket) added step by step up to each
+    """Node 0 of ``nodes``; subscribers (half SSE, half WebSocket) added step by step up to each
     count in ``steps``; at each, ``rate`` msg/s for ``seconds``. One row per step: the node's
     resident memory and what each connection added to it, its CPU per delivered event, p50/p99."""
     import pandas as pd
 
     rows = []
     groups: list[Subscribers] = []
-    with NodeSet(1, redis=redis_url) as nodes:
-        url = nodes.urls[0]
-        proc = psutil.Process(nodes.pids[0])
-        base_rss = proc.memory_info().rss
-        held = 0
-        try:
-            for target in steps:
-                while held < target:
-                    n = min(per_process, target - held)
-                    groups.append(Subscribers(url, "sse" if len(groups) % 2 == 0 else "ws", n))
-                    held += n
-                wait_until(lambda t=target: _connections(url) >= t, 120, what=f"{target} subscribers connected")  # type: ignore[misc]
-                messages = max(1, round(rate * seconds))
-                for group in groups:
-                    group.expect(messages)
-                cpu0 = sum(proc.cpu_times()[:2])
-                _timetable(url, rate, messages)
-                latencies = [x for group in groups for x in group.result()]
-                cpu = sum(proc.cpu_times()[:2]) - cpu0
-                rss = proc.memory_info().rss
-                rows.append({
-                    "subscribers": target, "rss_mib": rss / 2**20,
-                    "kib_per_conn": (rss - base_rss) / 1024 / target,
-                    "cpu_us_per_delivery": cpu / max(1, len(latencies)) * 1e6,
-                    "cpu_share": cpu / seconds, "p50_ms": _percentile(latencies, 50) / 1e3,
-                    "p99_ms": _percentile(latencies, 99) / 1e3,
-                    "delivered_all": len(latencies) == target * messages,
-                })
-        finally:
+    url = nodes.urls[0]
+    proc = psutil.Process(nodes.pids[0])
+    base_rss = proc.memory_info().rss
+    held = 0
+    try:
+        for target in steps:
+            while held < target:
+                n = min(per_process, target - held)
+                groups.append(Subscribers(url, "sse" if len(groups) % 2 == 0 else "ws", n))
+                held += n
+            wait_until(lambda t=target: _connections(url) >= t, 120, what=f"{target} subscribers connected")  # type: ignore[misc]
+            messages = max(1, round(rate * seconds))
             for group in groups:
-                group.close()
+                group.expect(messages)
+            cpu0 = sum(proc.cpu_times()[:2])
+            _timetable(url, rate, messages)
+            latencies = [x for group in groups for x in group.result()]
+            cpu = sum(proc.cpu_times()[:2]) - cpu0
+            rss = proc.memory_info().rss
+            rows.append({
+                "subscribers": target, "rss_mib": rss / 2**20,
+                "kib_per_conn": (rss - base_rss) / 1024 / target,
+                "cpu_us_per_delivery": cpu / max(1, len(latencies)) * 1e6,
+                "cpu_share": cpu / seconds, "p50_ms": _percentile(latencies, 50) / 1e3,
+                "p99_ms": _percentile(latencies, 99) / 1e3,
+                "delivered_all": len(latencies) == target * messages,
+            })
+    finally:
+        for group in groups:
+            group.close()
     return pd.DataFrame(rows).set_index("subscribers")
 
 
-def compare_nodes(redis_url: str, node_counts: tuple[int, ...] = (1, 2, 3), *, per_transport: int = 250,
+def compare_nodes(nodes: NodeSet, node_counts: tuple[int, ...] = (1, 2, 3), *, per_transport: int = 250,
                   rate: float = 10.0, seconds: float = 2.0) -> pd.DataFrame:
-    """The same ``2 × per_transport`` subscribers spread over 1, 2, 3 nodes sharing Redis."""
+    """The same ``2 × per_transport`` subscribers spread over the first 1, 2, 3 of ``nodes``."""
     import pandas as pd
 
     rows = []
     for k in node_counts:
-        found = fanout_on_nodes(redis_url, per_transport=per_transport, nodes=k, rate=rate, seconds=seconds,
-                                processes_per_node=1)
+        found = fanout_on_nodes(nodes.redis, per_transport=per_transport, nodes=k, rate=rate, seconds=seconds,
+                                processes_per_node=1, running=nodes)
         rows.append({"nodes": k, "subscribers": found["subscribers"], "p50_ms": found["p50_ms"],
                      "p99_ms": found["p99_ms"], "delivered_all": found["everything_delivered"]})
     return pd.DataFrame(rows).set_index("nodes")
