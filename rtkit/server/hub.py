@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Hashable
+from typing import Any, Protocol
 
 from rtkit.core.api import DEFAULT_TOPIC
 from rtkit.log import Log, LogEvent
@@ -35,10 +35,32 @@ from rtkit.server.config import ServerConfig
 from rtkit.server.connections import ConnectionRegistry
 from rtkit.server.listener import ConnectionBudget
 
-if TYPE_CHECKING:
-    from rtkit.server.outbox import Framing, Outbox
 
-__all__ = ["Hub", "HubClosed", "SharedBatches"]
+class Stream(Protocol):
+    """What the hub needs of a stream it feeds (:class:`rtkit.server.outbox.Outbox`
+    is the one implementation; the hub does not import it, which would be a cycle)."""
+
+    topic: str
+    epoch: str
+    cursor: int
+
+    @property
+    def framing(self) -> Hashable: ...
+    @property
+    def log(self) -> Log: ...
+    @property
+    def config(self) -> ServerConfig: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def caught_up(self) -> bool: ...
+    def next_batch(self) -> tuple[bytes, int]: ...
+    def pump(self) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def shutdown(self) -> None: ...
+    def end_unavailable(self, reason: str) -> None: ...
+
+__all__ = ["Hub", "HubClosed", "SharedBatches", "Stream"]
 
 
 class HubClosed(Exception):
@@ -68,9 +90,9 @@ class SharedBatches:
         self.max_bytes = max_bytes
         self._bytes = 0
         #: topic -> ((last_id, epoch) the entries were made at, the entries)
-        self._memo: dict[str, tuple[tuple[int, str], dict[tuple[Framing, int], tuple[bytes, int]]]] = {}
+        self._memo: dict[str, tuple[tuple[int, str], dict[tuple[Hashable, int], tuple[bytes, int]]]] = {}
 
-    def get(self, box: Outbox) -> tuple[bytes, int]:
+    def get(self, box: Stream) -> tuple[bytes, int]:
         topic = box.topic
         state = (box.log.last_id_of(topic), box.epoch)
         if self._bytes > self.max_bytes:
@@ -117,8 +139,8 @@ class Hub:
         #: Connections the server ended, by reason ("slow_consumer").
         self.dropped: Counter[str] = Counter()
         #: The streaming connections being fed (see rtkit.server.outbox), and by topic.
-        self.outboxes: set[Outbox] = set()
-        self._streams: dict[str, set[Outbox]] = {}
+        self.outboxes: set[Stream] = set()
+        self._streams: dict[str, set[Stream]] = {}
         self.batches = SharedBatches()
         #: Open connections against max_connections (set by the server at start).
         self.budget = ConnectionBudget(1 << 30)
@@ -131,7 +153,7 @@ class Hub:
         return sum(box.pending for box in self.outboxes)
 
     # -- streams ---------------------------------------------------------------------
-    def attach(self, box: Outbox) -> None:
+    def attach(self, box: Stream) -> None:
         """Feed ``box`` from now on (it pumps when its topic moves, ticks at each sweep).
         Raises :class:`HubClosed` after shutdown."""
         if self.closed:
@@ -140,7 +162,7 @@ class Hub:
         self._streams.setdefault(box.topic, set()).add(box)
         self._schedule_sweep(min(box.config.heartbeat, box.config.send_timeout) / 4)
 
-    def detach(self, box: Outbox) -> None:
+    def detach(self, box: Stream) -> None:
         """Stop feeding ``box`` (idempotent); its owner calls this through ``box.end``."""
         self.outboxes.discard(box)
         streams = self._streams.get(box.topic)
