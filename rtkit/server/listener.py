@@ -24,6 +24,7 @@ Idle, header-less and half-sent connections are Tornado's to time out
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import logging
 import resource
@@ -40,8 +41,10 @@ from rtkit.wire.envelope import error_json
 __all__ = [
     "ConnectionBudget",
     "Listener",
+    "QuietTornado",
     "default_max_connections",
     "open_file_limit",
+    "quiet_tornado",
     "raise_open_file_limit",
 ]
 
@@ -79,6 +82,38 @@ def default_max_connections(soft_limit: int) -> int:
     """Connections a server may hold: the open-file limit less a reserve for the
     rest of the kernel (an eighth, at least 64 descriptors)."""
     return max(16, soft_limit - max(64, soft_limit // 8))
+
+
+#: Set in the context of every connection a Listener hands to Tornado (the
+#: connection's task inherits it), so :class:`QuietTornado` knows its records.
+_SERVED_HERE: contextvars.ContextVar[bool] = contextvars.ContextVar("rtkit_served", default=False)
+
+
+class QuietTornado(logging.Filter):
+    """Keeps Tornado's notes about rtkit's connections out of the notebook.
+
+    Tornado logs what a client got wrong ("Malformed HTTP message", "Timeout
+    reading body") at INFO to ``tornado.general``; for a connection an rtkit
+    server accepted, the refusal is rtkit's to log (once, at DEBUG, to
+    ``rtkit.server``). Records of other Tornado servers pass untouched.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _SERVED_HERE.get():
+            return True
+        if not record.getMessage().startswith("Malformed HTTP message"):  # logged by the refusal
+            logger.debug("tornado: %s", record.getMessage())
+        return False
+
+
+_QUIET = QuietTornado()
+
+
+def quiet_tornado() -> None:
+    """Install :class:`QuietTornado` on ``tornado.general`` (once per process)."""
+    general = logging.getLogger("tornado.general")
+    if _QUIET not in general.filters:
+        general.addFilter(_QUIET)
 
 
 class ConnectionBudget:
@@ -190,6 +225,7 @@ class Listener:
         self.backoffs = 0
 
     def start(self) -> None:
+        quiet_tornado()
         for sock in self.sockets:
             sock.setblocking(False)
             self.loop.add_reader(sock.fileno(), self._accept, sock)
@@ -229,7 +265,11 @@ class Listener:
         except OSError:
             conn.close()
             return
-        self.http.handle_stream(stream, address)
+        token = _SERVED_HERE.set(True)  # the connection's task inherits it
+        try:
+            self.http.handle_stream(stream, address)
+        finally:
+            _SERVED_HERE.reset(token)
 
     async def _refuse(self, conn: socket.socket, answer: bytes, budget: ConnectionBudget) -> None:
         try:
