@@ -63,6 +63,10 @@ class Stream(Protocol):
 __all__ = ["Hub", "HubClosed", "SharedBatches", "Stream"]
 
 
+#: Streams pumped in one go before the loop serves anything else (each a send()).
+PUMP_SLICE = 256
+
+
 class HubClosed(Exception):
     """Stop waiting and answer with what there is: the server is shutting down,
     or its log's store was lost (streams end, held polls answer)."""
@@ -229,12 +233,23 @@ class Hub:
         with self._woken_lock:
             topics, self._woken = self._woken, set()
             self._wake_pending = False
+        boxes: list[Stream] = []
         for topic in topics:
             self._release_waiters(topic)
             streams = self._streams.get(topic)
             if streams:
-                for box in list(streams):  # a write may end a stream, which detaches it
-                    box.pump()
+                boxes += streams  # a copy: a write may end a stream, which detaches it
+        self._pump_slice(boxes, 0)
+
+    def _pump_slice(self, boxes: list[Stream], start: int) -> None:
+        """Pump ``boxes[start:]``, :data:`PUMP_SLICE` at a time: between slices the
+        loop serves everything else (a request, a handshake), so thousands of
+        streams delay no one by more than one slice's sends."""
+        end = start + PUMP_SLICE
+        for box in boxes[start:end]:
+            box.pump()
+        if end < len(boxes):
+            self._loop.call_soon(self._pump_slice, boxes, end)
 
     def _end_streams(self, reason: str) -> None:
         """The log's store is lost: end every stream and answer every held poll

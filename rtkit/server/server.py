@@ -48,6 +48,8 @@ _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 #: How long shutdown waits for streams to say goodbye (WebSocket close frames).
 _GOODBYE_TIMEOUT = 2.0
+#: Connections the kernel queues for accept (Linux caps it at net.core.somaxconn).
+_LISTEN_BACKLOG = 1024
 
 
 class Server(Resource):
@@ -137,7 +139,9 @@ class Server(Resource):
             cap = c.max_connections
         self._hub.budget = ConnectionBudget(cap)
         self.open_file_limit = soft
-        sockets = bind_sockets(c.port, c.host)
+        # A deep accept queue: a burst of connections (a hostile neighbour's, say)
+        # waits in it, rather than making everyone's SYN retransmit for seconds.
+        sockets = bind_sockets(c.port, c.host, backlog=_LISTEN_BACKLOG)
         self._http = HTTPServer(
             make_app(self.log, self._hub, c),
             # Headroom over max_payload (streamed bodies are bounded by the handlers,
