@@ -16,7 +16,6 @@ import pytest
 from conftest import wait_until
 
 import rtkit
-from rtkit.core.exceptions import RtkitError
 from rtkit.viz.controls import STEPS
 from rtkit.viz.dashboard import Dashboard, live_dashboard
 from rtkit.viz.liveframe import MIN_FONT_PT, LiveData, LiveFigure
@@ -120,9 +119,8 @@ def test_managed_by_name_and_stopped_by_stop_all(no_leftovers):
     run1 = first.run()
     assert first.wait_redraws(1, timeout=20)
     second = live_dashboard(name="t-dash", transports=["ws"], rate=20, duration=30)  # a re-run cell
-    assert not first.running and not run1.running and first.start_button.disabled
-    with pytest.raises(RtkitError, match="stopped"):
-        first.run()
+    assert not first.running and not run1.running and not first.measuring
+    assert not first.start_button.disabled  # Start would bring it back
     other = live_dashboard(name="t-other", transports=["sse"], rate=20, duration=30)
     run2 = second.run()
     run3 = other.run()  # a run on any dashboard stops the other's
@@ -131,6 +129,11 @@ def test_managed_by_name_and_stopped_by_stop_all(no_leftovers):
     assert any("dashboard" in s for s in stopped)
     assert not other.running and not run3.running and not _renderer_pids()
     assert other.image.value[:8] == PNG_SIGNATURE  # the last picture stays on screen
+    assert "Start starts it again" in other.status.value
+    # after the notebook's clean-up cell, the Start button still works
+    other.start_button.click()
+    assert other.running and other.measuring and len(_renderer_pids()) == 1
+    other.stop_run()
     for dash in (first, second, other):
         dash.close()
 

@@ -10,7 +10,10 @@
 A :class:`Dashboard` is a :class:`rtkit.core.resource.Resource`:
 ``live_dashboard(name=...)`` keeps one per name (re-running the cell replaces
 it), and ``rtkit.stop_all()`` stops it (its run, and its drawing process) while
-the last picture stays on screen.
+the last picture stays on screen. It is the one resource that comes back:
+pressing Start (or :meth:`Dashboard.run`) on a stopped dashboard starts it
+again, because a control on screen must do what it says, also after the
+notebook's clean-up cell has run.
 
 Threads and processes. Pressing Start (or :meth:`Dashboard.run`) starts an
 :class:`rtkit.measure.Experiment` (which returns once its clients are
@@ -40,7 +43,7 @@ from typing import Any
 import ipywidgets as widgets
 import pandas as pd
 
-from rtkit.core.resource import Resource, start_managed
+from rtkit.core.resource import Resource, State, start_managed
 from rtkit.core.transports import transport_color, transport_label
 from rtkit.measure import Experiment, ExperimentResult, Workload
 from rtkit.viz.controls import Controls, check_defaults
@@ -175,9 +178,17 @@ class Dashboard(Resource):
         renderer, self._renderer = self._renderer, None
         if renderer is not None:
             renderer.stop()
-        self.start_button.disabled = True
+        self.start_button.disabled = False  # Start brings it back (see run)
         self.stop_button.disabled = True
-        self._set_status("stopped: re-run the cell that made this dashboard to use it again")
+        self._set_status("stopped (rtkit.stop_all() or a re-run cell); Start starts it again")
+
+    def _revive(self) -> None:
+        """Start it if new, start it again if stopped (see the module docstring)."""
+        with self._lifecycle_lock:
+            if self.state is State.STOPPED:
+                self._state = State.NEW  # the documented exception to "a resource starts once"
+            if self.state is State.NEW:
+                self.start()
 
     def close(self) -> None:
         """Stop it and close its widgets. Idempotent."""
@@ -204,11 +215,8 @@ class Dashboard(Resource):
         return its :class:`~rtkit.measure.Experiment` once the clients are
         subscribed. A run still going (here or on another dashboard) is stopped
         first. Raises ValueError for settings that cannot run (no transport),
-        :class:`~rtkit.core.exceptions.RtkitError` once this dashboard was stopped."""
-        if self.state.value == "new":
-            self.start()
-        if not self.running:
-            raise self.lifecycle_error("this dashboard was stopped; make a new one (re-run its cell)")
+        and starts the dashboard (again) if it is not running."""
+        self._revive()
         with _REGISTRY_LOCK:
             others = [d for d in _DASHBOARDS if d is not self]
         for other in others:
