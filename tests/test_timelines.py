@@ -55,7 +55,7 @@ def test_latency_timeline_shades_the_collections_of_the_run(paused_run):
     ax = latency_timeline(paused_run.df, pauses=paused_run.pauses, min_pause_ms=0)
     assert len(_spans(ax)) == len(paused_run.pauses)
     assert [line.get_label() for line in ax.get_lines()] == ["SSE", "WebSocket"]
-    x, y = ax.get_lines()[0].get_data()
+    x, _ = ax.get_lines()[0].get_data()
     sse = paused_run.df[paused_run.df.transport == "sse"]
     assert sorted(x) == pytest.approx(sorted(sse["t_published_s"]))
     assert ax.get_yscale() == "log"

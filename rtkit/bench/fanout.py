@@ -203,7 +203,7 @@ def worker_main(argv: Sequence[str], stdin: IO[str], stdout: IO[str]) -> int:
     clients: list[Any] = []
     try:
         for start in range(0, count, _BATCH):
-            batch = []
+            batch: list[Any] = []
             for _ in range(min(_BATCH, count - start)):
                 if transport == RAW:
                     batch.append(RawClient(int(address), on_receipt=record).start())
@@ -212,8 +212,10 @@ def worker_main(argv: Sequence[str], stdin: IO[str], stdout: IO[str]) -> int:
                                              on_receipt=record).start())
             clients += batch
             if transport != RAW:
-                wait_until(lambda b=batch: all(c.stats.connects or c.error for c in b), _TIMEOUT,
-                           what=f"{len(batch)} {transport} clients connected")
+                def connected(b: list[Any] = batch) -> bool:
+                    return all(c.stats.connects or c.error for c in b)
+
+                wait_until(connected, _TIMEOUT, what=f"{len(batch)} {transport} clients connected")
                 failed = [c for c in batch if c.error is not None]
                 if failed:
                     raise RuntimeError(f"{failed[0].name}: {failed[0].error}")
@@ -232,9 +234,11 @@ def worker_main(argv: Sequence[str], stdin: IO[str], stdout: IO[str]) -> int:
                 mask = (got >= first) & (got <= last)
                 return mask, np.frombuffer(lats[:n], dtype=np.int64)[mask]
 
+            def complete(wanted: int = wanted) -> bool:
+                return int(received()[0].sum()) >= wanted
+
             try:
-                wait_until(lambda wanted=wanted: int(received()[0].sum()) >= wanted, timeout,
-                           what="every event arrived")
+                wait_until(complete, timeout, what="every event arrived")
             except TimeoutError:
                 pass  # answered with what did arrive: the parent reports the shortfall
             mask, chosen = received()

@@ -56,8 +56,12 @@ def throughput(target: Target, transport: str, s: BenchSettings, seconds: float)
         published = 0
         while now_ns() < end:
             if published - len(arrivals) >= backlog:  # the pipe is full: wait for it to drain a bit
-                wait_until(lambda p=published: p - len(arrivals) < backlog or now_ns() >= end, 30,
-                           what=f"{transport}: the backlog drained")
+                sent = published
+
+                def drained(sent: int = sent) -> bool:
+                    return sent - len(arrivals) < backlog or now_ns() >= end
+
+                wait_until(drained, 30, what=f"{transport}: the backlog drained")
                 continue
             for _ in range(100):
                 publish(messages[published % k])

@@ -29,6 +29,7 @@ way out, Ctrl-C included. Only loopback addresses are used.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import os
 import platform
@@ -104,8 +105,7 @@ def redis_figures(s: BenchSettings, progress: Callable[[str], None]) -> tuple[li
         return [], "Redis figures: none, redis-server is not installed (apt-get install redis-server)"
     if importlib.util.find_spec("rtkit.scale.bench") is None:
         return [], "Redis figures: none yet, rtkit.scale.bench does not exist"
-    from rtkit.scale import bench as scale_bench
-
+    scale_bench = importlib.import_module("rtkit.scale.bench")
     figures: list[Figure] = scale_bench.redis_figures(s, progress)
     return figures, f"Redis figures: {len(figures)} from rtkit.scale.bench"
 

@@ -247,7 +247,7 @@ class CollectorWindow:
         self._lock = threading.Lock()
         self._open = False
 
-    def open(self) -> CollectorWindow:
+    def open(self) -> Self:
         with self._lock:
             if not self._open:
                 _enter_window()

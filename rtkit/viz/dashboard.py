@@ -67,23 +67,21 @@ class _FrameCosts:
         self.frames = 0
         self.kernel_cpu_s = 0.0
         self.draw_cpu_s = 0.0
-        self.first_at: float | None = None
+        self.started_at = time.monotonic()  # the run's start: frames per second count from here
         self.last_at: float | None = None
 
     def add(self, kernel_cpu_s: float, draw_cpu_s: float) -> None:
-        now = time.monotonic()
-        self.first_at = self.first_at or now
-        self.last_at = now
+        self.last_at = time.monotonic()
         self.frames += 1
         self.kernel_cpu_s += kernel_cpu_s
         self.draw_cpu_s += draw_cpu_s
 
     def stats(self) -> dict[str, float]:
-        span = (self.last_at or 0.0) - (self.first_at or 0.0)
+        span = (self.last_at or self.started_at) - self.started_at
         n = max(self.frames, 1)
         return {
             "frames": self.frames,
-            "frames_per_s": (self.frames - 1) / span if self.frames > 1 and span > 0 else float("nan"),
+            "frames_per_s": self.frames / span if self.frames and span > 0 else float("nan"),
             "kernel_cpu_ms_per_frame": 1000 * self.kernel_cpu_s / n if self.frames else float("nan"),
             "draw_cpu_ms_per_frame": 1000 * self.draw_cpu_s / n if self.frames else float("nan"),
         }

@@ -25,6 +25,7 @@ import PIL.Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from rtkit.core.transports import transport_color, transport_label
@@ -273,8 +274,7 @@ class LiveFigure:
     def font_sizes_pt(self) -> list[float]:
         """The size of every visible text in the figure, in points (for checking readability)."""
         self.canvas.draw()
-        texts = [t for t in self.fig.findobj(lambda a: hasattr(a, "get_fontsize")) if t.get_visible()
-                 and getattr(t, "get_text", lambda: "")()]
+        texts = [t for t in self.fig.findobj(Text) if isinstance(t, Text) and t.get_visible() and t.get_text()]
         return [float(t.get_fontsize()) for t in texts]
 
 
