@@ -63,9 +63,16 @@ def test_figures_are_finite_with_their_named_baseline_and_ratio(quick_run: tuple
     by_key = _by_key(doc)
     for key, f in by_key.items():
         where = "/".join(key)
+        if key[0] == "memory" and f["baseline"] == 0:
+            # 200 raw sockets can fit in memory the process already had: an RSS delta
+            # of 0 is a measurement, not an error; then there is no ratio to it
+            assert math.isfinite(f["value"]) and f["ratio"] is None, where
+            continue
         for field in ("value", "baseline", "ratio"):
             assert isinstance(f[field], (int, float)), where
-            assert math.isfinite(f[field]) and f[field] > 0, f"{where} {field}={f[field]!r}"
+            assert math.isfinite(f[field]), f"{where} {field}={f[field]!r}"
+            if key[0] != "memory":  # an RSS delta is whatever the OS says; nothing else is <= 0
+                assert f[field] > 0, f"{where} {field}={f[field]!r}"
         assert f["ratio"] == pytest.approx(f["value"] / f["baseline"], rel=1e-9), where
         if f["baseline_name"] in (RAW, WEBSOCKETS) and key[0] != "redis":
             baseline = by_key[(key[0], f["baseline_name"], key[2])]  # the baseline's own row
@@ -96,7 +103,7 @@ def test_details_count_what_was_delivered(quick_run: tuple[int, dict]) -> None:
         assert one["receipts"] == one["expected_receipts"] == 50 * one["messages"]
     for transport in (RAW, WEBSOCKETS, "sse", "ws", "longpoll"):
         detail = by_key[("memory", transport, "kib_per_conn")]["detail"]
-        assert detail["connections"] == 100
+        assert detail["connections"] == 200
     for name in ("p99_ms", "p99_ms_drawn_in_kernel"):
         dash = by_key[("dashboard", "sse", name)]
         assert dash["baseline_name"] == "no dashboard" and dash["detail"]["messages"] > 0

@@ -188,16 +188,10 @@ def test_an_experiment_records_the_collections_of_its_run(server: rtkit.Server) 
     experiment = Experiment(["sse"], Workload(rate=100, duration=0.6), server=server)
     experiment.start()
     assert gc.get_freeze_count() > 0  # the run is inside a window
-    forced_at = [0]
-
-    def collect() -> None:
-        forced_at[0] = now_ns()
-        gc.collect()
-
-    timer = threading.Timer(0.2, collect)
-    timer.start()
+    wait_until(lambda: len(experiment.recorder) >= 20, 30, message="the run is under way")
+    forced_at = [now_ns()]
+    gc.collect()  # mid-run
     result = experiment.result(30)
-    timer.join()
     assert gc.get_freeze_count() == 0  # unfrozen after the run
     pauses = result.pauses
     assert isinstance(pauses, pd.DataFrame) and list(pauses.columns) == list(PAUSE_COLUMNS)

@@ -4,7 +4,6 @@ and polling requests from sent to answered."""
 from __future__ import annotations
 
 import gc
-import threading
 
 import matplotlib
 
@@ -13,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import wait_until
 from matplotlib.patches import Rectangle
 
 import rtkit
@@ -38,10 +38,9 @@ def paused_run():
         experiment = Experiment(["sse", "ws"], Workload(rate=100, duration=0.8), server=server,
                                 freeze_gc=False)
         experiment.start()
-        timer = threading.Timer(0.3, gc.collect)
-        timer.start()
+        wait_until(lambda: len(experiment.recorder) >= 40, 30, message="the run is under way")
+        gc.collect()  # mid-run, in this thread: every thread of the kernel stops for it
         result = experiment.result(30)
-        timer.join()
     return result
 
 

@@ -40,7 +40,7 @@ class BenchSettings:
             backlog=5000,
             fanout=50,
             fanout_workers=1,
-            memory_connections=100,
+            memory_connections=200,
             warmup=5,
             dashboard_seconds=0.5,
         )
