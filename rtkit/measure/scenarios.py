@@ -39,6 +39,7 @@ from rtkit.core.clock import now_ns
 from rtkit.core.transports import TRANSPORTS, transport_order
 from rtkit.measure.pauses import PauseRecorder, freeze_collector, pause_overlap_ms
 from rtkit.measure.runner import Experiment, ExperimentResult
+from rtkit.measure.subscribing import held_connections, wait_subscribed
 from rtkit.measure.timetable import publish_on_timetable
 from rtkit.measure.workload import Workload
 from rtkit.net.emulator import NetworkEmulator
@@ -77,10 +78,12 @@ def probe_path(server: Server, url: str, *, pings: int = 5, events: int = 20,
     ws = WebSocketClient(url, since=server.log.last_id)
     sse = SSEClient(url, since=server.log.last_id)
     window = freeze_collector()
+    baseline = held_connections(server)
     with ws, sse:
-        warm = server.publish("warm-up")  # both connected once this arrived
-        if not (ws.wait_for(last_id=warm, timeout=timeout) and sse.wait_for(last_id=warm, timeout=timeout)):
-            raise TimeoutError(f"the probe's clients did not connect through {url} within {timeout:g} s")
+        wait_subscribed([ws, sse], lambda: held_connections(server), baseline=baseline, timeout=timeout)
+        warm = server.publish("warm-up")  # first-use costs of the path, paid before timing
+        ws.wait_for(last_id=warm, timeout=timeout)
+        sse.wait_for(last_id=warm, timeout=timeout)
         if freeze_gc:
             window.open()
         try:

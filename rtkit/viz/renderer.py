@@ -1,10 +1,9 @@
 """Drawing the dashboard's frames away from the measurement.
 
-Matplotlib holds the GIL while it draws (some 20-40 ms a frame here). Drawn in
-the kernel, five frames a second stop the server's and the clients' threads
-five times a second, and the dashboard measures its own drawing: an SSE p99 of
-9 ms instead of 0.5 ms at 500 msg/s on this machine (``python -m rtkit bench``
-prints the figure). So :class:`ProcessRenderer` draws in a child process
+Matplotlib holds the GIL while it draws a frame (tens of milliseconds). Drawn
+in the kernel, five frames a second stop the server's and the clients' threads
+five times a second, and the dashboard measures its own drawing: its latency
+tail grows (``python -m rtkit bench`` prints the p99 with and without it). So :class:`ProcessRenderer` draws in a child process
 (``python -m rtkit.viz.renderer``): the kernel sends each frame's few
 thousand numbers down a pipe and reads the PNG back, waiting without the GIL.
 :class:`ThreadRenderer` draws in the calling thread (``render="thread"``),
