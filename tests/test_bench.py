@@ -96,6 +96,7 @@ def test_details_count_what_was_delivered(quick_run: tuple[int, dict]) -> None:
     assert both["held"] == both["subscribers"] == 100
     assert both["receipts"] == both["expected_receipts"] == 100 * both["messages"] > 0
     assert both["client_processes"] >= 2  # the subscribers ran in other processes
+    assert both["client_cpu_s"] > 0 and both["server_cpu_s"] > 0  # and used CPU there
     raw = by_key[("fanout", RAW, "p99_ms")]["detail"]
     assert raw["held"] == raw["subscribers"] == 100 and raw["receipts"] == raw["expected_receipts"]
     for transport in ("sse", "ws"):

@@ -13,7 +13,8 @@ with its transport, the server's address, how many clients and the cursor;
 it answers ``ready`` once every client has connected. ``collect FIRST LAST
 TIMEOUT`` makes it wait until every client has every id from FIRST to LAST (or
 TIMEOUT seconds pass) and answer one JSON line: ``receipts``, ``expected``,
-``clients``, ``latencies`` (base64 of int64 nanoseconds, ids in range only).
+``clients``, ``cpu_s`` (its CPU time so far), ``latencies`` (base64 of int64
+nanoseconds, ids in range only).
 ``stop`` (or end of input) stops its clients and ends it.
 """
 
@@ -138,7 +139,7 @@ def fanout(target: Target, subscribers: dict[str, int], s: BenchSettings,
         held = {t: target.held().get(t, 0) - baseline.get(t, 0) for t in subscribers}
         # warm-up: every subscriber gets two messages before anything is timed
         ids = [target.publish(payloads(10, 1)[0]) for _ in range(2)]
-        _collect(workers, ids[0], ids[-1])
+        warm = _collect(workers, ids[0], ids[-1])
         messages = payloads(s.payload)
         n_msgs = max(1, round(s.fanout_rate * s.duration))
         cpu0 = time.process_time()
@@ -149,6 +150,7 @@ def fanout(target: Target, subscribers: dict[str, int], s: BenchSettings,
     finally:
         for worker in workers:
             worker.stop()
+    client_cpu = sum(a["cpu_s"] - w["cpu_s"] for a, w in zip(answers, warm))
     latencies: dict[str, array] = {t: array("q") for t in subscribers}
     receipts = expected = 0
     for worker, answer in zip(workers, answers):
@@ -164,6 +166,8 @@ def fanout(target: Target, subscribers: dict[str, int], s: BenchSettings,
         "receipts": receipts,
         "expected_receipts": expected,
         "cpu_us_per_receipt": cpu / receipts * 1e6 if receipts else float("nan"),
+        "server_cpu_s": cpu,  # this process, while the timed messages went out and arrived
+        "client_cpu_s": client_cpu,  # the worker processes, over the same time
     }
 
 
@@ -243,6 +247,7 @@ def worker_main(argv: Sequence[str], stdin: IO[str], stdout: IO[str]) -> int:
                 pass  # answered with what did arrive: the parent reports the shortfall
             mask, chosen = received()
             answer = {"receipts": int(mask.sum()), "expected": wanted, "clients": count,
+                      "cpu_s": time.process_time(),
                       "latencies": base64.b64encode(chosen.tobytes()).decode()}
             print(json.dumps(answer), file=stdout, flush=True)
     except Exception as exc:  # noqa: BLE001 -- reported to the parent, which raises it

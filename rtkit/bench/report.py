@@ -107,6 +107,8 @@ def fanout_figures(fan_raw: dict[str, Any], fan: dict[str, Any], s: BenchSetting
                   fan["receipts"], fan["expected_receipts"])
     both = with_baseline(both, base.value, RAW)
     both.detail["cpu_us_per_receipt"] = fan["cpu_us_per_receipt"]  # this process: the server's
+    for fig, run in ((base, fan_raw), (both, fan)):  # where the CPU went: server or clients
+        fig.detail["server_cpu_s"], fig.detail["client_cpu_s"] = run["server_cpu_s"], run["client_cpu_s"]
     both.target = (f"<= {FANOUT_P99_MS:g} ms, {s.fanout}+{s.fanout} held by client processes, "
                    "all delivered")
     both.met = (both.value <= FANOUT_P99_MS and both.detail["held"] >= 2 * s.fanout
