@@ -30,6 +30,7 @@ class BenchSettings:
     memory_connections: int = 1000  # idle connections per transport
     warmup: int = 20  # messages before each measurement, not counted
     dashboard_seconds: float = 3.0  # each of the dashboard's three runs
+    quick_mode: bool = False  # made by quick(): rtkit.scale.bench takes its tiny sizes too
 
     @classmethod
     def quick(cls) -> BenchSettings:
@@ -43,6 +44,7 @@ class BenchSettings:
             memory_connections=200,
             warmup=5,
             dashboard_seconds=0.5,
+            quick_mode=True,
         )
 
     def __post_init__(self) -> None:
