@@ -183,8 +183,15 @@ def test_a_refusal_is_logged_once_at_debug_to_rtkit_server(
     server: rtkit.Server, loud_logs: pytest.LogCaptureFixture
 ) -> None:
     assert request(server, "GET", "/poll?since=banana").status == 400
-    refusals = [r for r in loud_logs.records if "banana" in r.getMessage()]
-    assert len(refusals) == 1, [r.getMessage() for r in refusals]
-    [record] = refusals
+
+    def refusals() -> list[logging.LogRecord]:
+        return [r for r in loud_logs.records if "banana" in r.getMessage()]
+
+    # The server thread logs once the answer is out: wait for it, then for the
+    # connection to end, so a second record would have been written by then.
+    wait_until(refusals, message="the refusal is logged")
+    wait_until(lambda: server.stats()["open_connections"] == 0, message="the connection ended")
+    assert len(refusals()) == 1, [r.getMessage() for r in refusals()]
+    [record] = refusals()
     assert (record.name, record.levelno) == ("rtkit.server", logging.DEBUG)
     assert "400" in record.getMessage() and "since must be" in record.getMessage()
