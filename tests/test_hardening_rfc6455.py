@@ -205,3 +205,60 @@ def test_a_message_over_the_limit_in_fragments_is_1009(make_server: MakeServer) 
     for _ in range(5):
         ws.send_frame(b"x" * 300, TEXT if _ == 0 else CONTINUATION, fin=False)
     assert_failed_with(server, ws, 1009)
+
+
+# ----------------------------------------------------------------------------- the opening handshake
+
+
+def handshake_answer(server: rtkit.Server, request: bytes) -> tuple[bytes, bytes]:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request)
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head, body
+
+
+def test_a_wrong_version_is_426_naming_the_version_spoken(server: rtkit.Server) -> None:
+    """§4.4: "send an appropriate HTTP error code (such as 426 Upgrade Required) and a
+    |Sec-WebSocket-Version| header field indicating the version(s) the server is capable of
+    understanding"."""
+    request = RawWebSocket.handshake(server.port, **{"Sec-WebSocket-Version": "8"})
+    head, _ = handshake_answer(server, request)
+    assert head.startswith(b"HTTP/1.1 426 ")
+    assert b"\r\nsec-websocket-version: 13" in head.lower()  # header names are case-insensitive
+    assert server.stats()["connections"] == {}
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"Sec-WebSocket-Key": "too-short"}, b"Sec-WebSocket-Key"),  # §4.2.1 item 5: 16 bytes in base64
+    ({"Sec-WebSocket-Key": ""}, b"Sec-WebSocket-Key"),
+    ({"Connection": "keep-alive"}, b"Connection: Upgrade"),  # §4.2.1 item 4
+])
+def test_a_bad_handshake_is_a_json_400(server: rtkit.Server, change: dict[str, str], words: bytes) -> None:
+    head, body = handshake_answer(server, RawWebSocket.handshake(server.port, **change))
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"application/json" in head and words in body
+
+
+def test_the_accept_key_answers_the_clients_key(server: rtkit.Server) -> None:
+    """§4.2.2 item 5: Sec-WebSocket-Accept is base64(SHA-1(key + the GUID)); no extension
+    or subprotocol is agreed to."""
+    import base64
+    import hashlib
+
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    head, _ = handshake_answer(server, RawWebSocket.handshake(
+        server.port, **{"Sec-WebSocket-Key": key, "Sec-WebSocket-Extensions": "permessage-deflate"}))
+    expected = base64.b64encode(
+        hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+    )
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"\r\nSec-WebSocket-Accept: " + expected in head
+    assert b"Sec-WebSocket-Extensions" not in head and b"Sec-WebSocket-Protocol" not in head

@@ -10,13 +10,13 @@ times, and no coroutine is resumed per connection.
 
 Bounded sending. A client that stops reading must not cost the server
 unbounded memory, nor slow anyone else. An outbox writes to its connection's
-asyncio transport, whose write buffer is bounded by ``send_buffer``
-(``set_write_buffer_limits``): above it the transport calls the protocol's
-``pause_writing`` (:meth:`Outbox.paused`), and the outbox takes nothing more
-from the log until ``resume_writing`` (:meth:`Outbox.resumed`). A batch is at
-most ``send_buffer`` bytes (:func:`encode_batch`), so a connection never holds
-much more than twice that; the events it has not taken stay in the log, shared
-by everyone. A client that takes none of what it was sent within
+asyncio transport, which calls the protocol's ``pause_writing``
+(:meth:`Outbox.paused`) as soon as a write is not taken at once
+(``set_write_buffer_limits(high=0)``); the outbox takes nothing more from the
+log until ``resume_writing`` (:meth:`Outbox.resumed`), when the client took it
+all, and then writes everything that came meanwhile in one batch of at most
+``send_buffer`` bytes (:func:`encode_batch`). So a connection holds at most one
+batch; the events it has not taken stay in the log, shared by everyone. A client that takes none of what it was sent within
 ``send_timeout`` seconds is a slow consumer: it is disconnected with a reason
 and counted in ``/stats`` (``dropped``), and the server carries on for
 everyone else. Replies (WebSocket pongs, acks, errors) go through the same
@@ -295,9 +295,10 @@ class Outbox:
 
     def write_reply(self, data: bytes) -> None:
         """Write a reply the client asked for (a pong, an ack, an error), through
-        the same bounded buffer as events: a client over its budget, asking for
-        more while not reading what it was sent, is closed at once with a reason."""
-        if self.writing_paused:
+        the same buffer as events: a client with more than ``send_buffer`` bytes
+        not taken, still asking for more, is over its budget and closed at once
+        with a reason."""
+        if self.pending > self.config.send_buffer:
             self._drop(
                 Ending.OVER_BUDGET,
                 f"over budget: {self.pending} bytes not read (send_buffer "

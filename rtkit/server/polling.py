@@ -72,6 +72,8 @@ class PollHandler(BaseHandler):
         loses its connection (an answer must not be held for a reader that never reads)."""
         self.write_json(text)
         flushed = self.finish()
+        if flushed.done():  # the socket took it all at once: the common case
+            return
         done, _ = await asyncio.wait({flushed}, timeout=self.config.send_timeout)
         if not done:
             self.hub.dropped["slow_consumer"] += 1

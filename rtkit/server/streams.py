@@ -11,9 +11,9 @@ handler and request are then garbage; what stays per connection is the asyncio
 transport, the protocol, its :class:`~rtkit.server.outbox.Outbox` and its
 registry record.
 
-The protocol bounds its transport's write buffer to ``send_buffer``
-(``set_write_buffer_limits``) and forwards ``pause_writing`` /
-``resume_writing`` to the outbox; it registers with the hub's connection
+The protocol sets its transport's write buffer limits to zero
+(``set_write_buffer_limits``: paused while anything is buffered) and forwards
+``pause_writing`` / ``resume_writing`` to the outbox; it registers with the hub's connection
 registry when the connection is made and unregisters when it is lost.
 Everything here runs on the server loop.
 """
@@ -63,8 +63,10 @@ class StreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        send_buffer = self.hub.config.send_buffer
-        transport.set_write_buffer_limits(high=send_buffer, low=send_buffer // 4)
+        # Paused while anything is buffered, resumed once the client took it all:
+        # one write in flight, as big as what came meanwhile (at most send_buffer
+        # bytes, encode_batch), so a slow reader gets fewer, larger writes.
+        transport.set_write_buffer_limits(high=0, low=0)
         self.hub.registry.moved(self._placeholder, self, cut=self.cut)
         self._placeholder = None  # the handler: let it go
         self.hub.budget.acquire()

@@ -102,7 +102,7 @@ def framing_refusal(data: bytes | memoryview) -> tuple[int, str, bytes] | None:
     reason, bytes)``, a JSON refusal (413 for a body over the limit) that closes
     the connection. Call it from ``IOStream.write``: Tornado writes the bare 400
     while it handles the ``HTTPInputError``, whose message is the reason."""
-    if bytes(data) != TORNADO_BARE_400:
+    if len(data) != len(TORNADO_BARE_400) or bytes(data) != TORNADO_BARE_400:
         return None
     error = sys.exc_info()[1]
     reason = str(error) if isinstance(error, HTTPInputError) else "malformed HTTP request"
