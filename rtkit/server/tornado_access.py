@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 #: Tornado ``major.minor`` versions whose private attributes used here were checked.
-CHECKED_TORNADO = ("6.6",)
+CHECKED_TORNADO = ("6.5", "6.6")  # 6.5: the last for Python 3.10
 
 
 #: What Tornado writes for a request it cannot parse (and then closes the connection).
