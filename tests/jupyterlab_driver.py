@@ -415,6 +415,19 @@ class NotebookUI:
             found.append(info)
         return found
 
+    def code_widgets(self) -> list[dict[str, Any]]:
+        """Each student-code widget (``rtkit.browser.run_js``) in the outputs: its status
+        line, the lines its code printed, and whether it ran (reached the server and
+        ran the code) and showed an error of its code's."""
+        return list(self.page.evaluate("""() => Array.from(document.querySelectorAll(
+            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output .rtkit-code')).map(box => {
+              const status = box.querySelector('.rtkit-code-status').textContent;
+              return {status, lines: Array.from(box.querySelectorAll('.rtkit-code-lines > div'))
+                        .map(d => d.textContent),
+                      ran: !/^(starting|cannot reach)/.test(status),
+                      error: !!box.querySelector('.rtkit-code-error')};
+            })"""))
+
     def collapse_sidebars(self) -> None:
         self.page.evaluate("() => { window.jupyterapp.shell.collapseLeft();"
                            " window.jupyterapp.shell.collapseRight(); }")

@@ -16,9 +16,12 @@ reason when missing, a failure when ``RTKIT_REQUIRE_BROWSER=1``).
 
 from __future__ import annotations
 
+import html
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -258,36 +261,65 @@ def test_a_batch_the_server_refuses_is_dropped_and_counted_not_sent_again(
     page.wait_for_function("document.getElementById('status').textContent.includes('refused')")
 
 
-FRAMER = """<!doctype html><title>framer</title>
-<iframe id="f" src="{src}" width="600" height="300"></iframe>"""
+@pytest.fixture
+def framer() -> Iterator[Callable[[str], int]]:
+    """A real HTTP server on 127.0.0.1 whose every page frames ``src``: ``serve(src)`` -> its port."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def serve(src: str) -> int:
+        page = (f'<!doctype html><title>framer</title><iframe id="f" src="{html.escape(src)}" '
+                'width="600" height="300"></iframe>').encode()
+
+        class Framer(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Framer)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return int(server.server_address[1])
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 def test_only_a_loopback_page_may_frame_the_page_and_a_foreign_one_may_not(
-    server: rtkit.Server, browser: Any
+    server: rtkit.Server, browser: Any, framer: Callable[[str], int]
 ) -> None:
-    # Issue 10, item 8. A page of http://foreign.example (served by Playwright's router,
-    # so no DNS is involved) and one of another loopback port (a JupyterLab's), both
-    # framing the kit's page. The frame's own request goes to the real server.
-    src = rb.page_url(server, [], client="framed", proxy=False)
+    # Issue 10, item 8. Two real pages frame the kit's page: one of another loopback
+    # port (as a JupyterLab on a laptop is), and one of a foreign origin (the same
+    # server, reached as foreign.example: Chromium maps that name to 127.0.0.1).
+    port = framer(rb.page_url(server, [], client="framed", proxy=False))
+    chromium = browser.browser_type.launch(
+        executable_path=str(browser_support.CHROMIUM), headless=True,
+        args=[*browser_support.LAUNCH_ARGS, "--host-resolver-rules=MAP foreign.example 127.0.0.1"])
     results = {}
-    for origin in ("http://foreign.example:8080", "http://localhost:8888"):
-        context = browser.new_context()
-        try:
+    try:
+        for origin in (f"http://localhost:{port}", f"http://foreign.example:{port}"):
+            context = chromium.new_context()
             page = context.new_page()
-            page.route(f"{origin}/**", lambda route: route.fulfill(
-                status=200, content_type="text/html", body=FRAMER.format(src=src)))
             page.goto(f"{origin}/lab")
             frame = page.wait_for_selector("#f").content_frame()
             assert frame is not None
-            frame.wait_for_load_state()
             url = wait_until(lambda f=frame: f.url if f.url != "about:blank" else None, 10,
                              message="the frame navigated")
-            shows_page = not url.startswith("chrome-error:") and frame.evaluate("typeof window.rtkitPage === 'object'")
-            results[origin] = (shows_page, url)
-        finally:
+            frame.wait_for_load_state()
+            shows = not url.startswith("chrome-error:") and frame.evaluate("typeof window.rtkitPage === 'object'")
+            results[origin] = (shows, url)
             context.close()
-    foreign_shows, foreign_url = results["http://foreign.example:8080"]
+    finally:
+        chromium.close()
+    loopback_shows, loopback_url = results[f"http://localhost:{port}"]
+    assert loopback_shows and loopback_url.startswith(server.url), results
+    foreign_shows, foreign_url = results[f"http://foreign.example:{port}"]
     assert not foreign_shows and foreign_url.startswith("chrome-error:"), (
         f"a page of a foreign origin framed the kit's page: {results}")
-    loopback_shows, loopback_url = results["http://localhost:8888"]
-    assert loopback_shows and loopback_url.startswith(server.url), results

@@ -80,8 +80,8 @@ async function render({ model, el: root }) {
 
   const cleanups = [];
   const tracked = new Set();
-  const state = { clock: null, error: "", stopped: false, cursors: {}, epochs: {}, unchargedOut: {},
-                  counts: {} };
+  const state = { clock: null, error: "", stopped: false, cursors: {}, epochs: {}, unchargedIn: {},
+                  unchargedOut: {}, counts: {} };
   let moduleUrl = null;
 
   function line(text, kind) {
@@ -172,11 +172,17 @@ async function render({ model, el: root }) {
         state.cursors[transport] = Math.max(state.cursors[transport] || 0, obj.id);
         state.counts[transport] = (state.counts[transport] || 0) + 1;
         reporter.push("receipts", {
-          transport, id: obj.id, published_ns: obj.published_ns, arrived_ms: now, bytes_in: size,
-          bytes_out: state.unchargedOut[transport] || 0, requests: 0, empty: 0, epoch,
+          transport, id: obj.id, published_ns: obj.published_ns, arrived_ms: now,
+          bytes_in: (state.unchargedIn[transport] || 0) + size, bytes_out: state.unchargedOut[transport] || 0,
+          requests: 0, empty: 0, epoch,
         });
+        state.unchargedIn[transport] = 0;
         state.unchargedOut[transport] = 0;
-      } else if (kind === "gap") {
+        return obj;
+      }
+      // not an event (hello, gap, reset, a WebSocket's ack...): its bytes go with the next event
+      state.unchargedIn[transport] = (state.unchargedIn[transport] || 0) + size;
+      if (kind === "gap") {
         reporter.push("gaps", { transport, after: obj.after, first_id: obj.first_id, missed: obj.missed,
                                 arrived_ms: now, epoch });
         state.cursors[transport] = Math.max(state.cursors[transport] || 0, obj.first_id - 1);
