@@ -416,16 +416,17 @@ class NotebookUI:
         return found
 
     def code_widgets(self) -> list[dict[str, Any]]:
-        """Each student-code widget (``rtkit.browser.run_js``) in the outputs: its status
-        line, the lines its code printed, and whether it ran (reached the server and
-        ran the code) and showed an error of its code's."""
-        return list(self.page.evaluate("""() => Array.from(document.querySelectorAll(
-            '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output .rtkit-code')).map(box => {
-              const status = box.querySelector('.rtkit-code-status').textContent;
-              return {status, lines: Array.from(box.querySelectorAll('.rtkit-code-lines > div'))
-                        .map(d => d.textContent),
+        """Each student-code widget (``rtkit.browser.run_js``) this page rendered, also
+        one stopped since (its view gone): its client name, status line, the lines its
+        code printed, whether it ran (reached the server and ran the code), showed an
+        error of its code's, and the ``readyState`` of each connection its code opened."""
+        return list(self.page.evaluate("""() => Object.entries(window.rtkitCode || {}).map(([client, c]) => {
+              const status = c.status.textContent;
+              return {client, status,
+                      lines: Array.from(c.box.querySelectorAll('.rtkit-code-lines > div')).map(d => d.textContent),
                       ran: !/^(starting|cannot reach)/.test(status),
-                      error: !!box.querySelector('.rtkit-code-error')};
+                      error: !!c.box.querySelector('.rtkit-code-error'),
+                      connections: Array.from(c.connections).map(x => x.readyState)};
             })"""))
 
     def collapse_sidebars(self) -> None:

@@ -38,6 +38,7 @@ cell runs again, and closed by ``rtkit.stop_all()``; closing it closes every
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import statistics
@@ -53,7 +54,7 @@ from rtkit.browser.receipts import PAGE_TRANSPORTS
 from rtkit.core.api import DEFAULT_TOPIC, check_topic
 from rtkit.core.exceptions import WaitTimeout
 from rtkit.core.resource import Resource, start_managed
-from rtkit.core.transports import BROWSER_PREFIX, base_transport
+from rtkit.core.transports import BROWSER_PREFIX, STREAMING, base_transport
 from rtkit.server import Server
 from rtkit.server.base import CLIENT_NAME
 
@@ -61,6 +62,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["CodeResult", "CodeRun", "CodeWidget", "run_js", "widget_module"]
+
+logger = logging.getLogger("rtkit.browser")
 
 _IMPORT_COMMON = re.compile(r'^import \{[^}]*\} from "\./common\.js";\n', re.MULTILINE)
 
@@ -173,6 +176,19 @@ class CodeRun(Resource):
     def _stop(self) -> None:
         if self.widget is not None:
             self.widget.close()  # the browser removes its view: the code's connections close
+        self._cut_own_streams()
+
+    def _cut_own_streams(self) -> None:
+        """Cut this code's streams on the server too. Through jupyter-server-proxy
+        (4.6) an EventSource the browser closed stays open upstream: the proxy
+        keeps reading it for its request timeout (two hours), and the server
+        would count it as a subscriber."""
+        if not self.server.running:
+            return
+        try:
+            self.server.hub.registry.cut(STREAMING, 5.0, client=self.client)  # type: ignore[call-arg]
+        except TypeError:  # a registry that cannot cut one client's streams yet
+            logger.debug("cannot cut the streams of %s: the registry has no client= filter", self.client)
 
     # -- what came back ----------------------------------------------------------------------
     def ready(self, timeout: float = 10.0) -> bool:

@@ -79,7 +79,7 @@ async function render({ model, el: root }) {
   root.appendChild(box);
 
   const cleanups = [];
-  const tracked = new Set();
+  const tracked = new Set();   // every EventSource and WebSocket the code opened
   const state = { clock: null, error: "", stopped: false, cursors: {}, epochs: {}, unchargedIn: {},
                   unchargedOut: {}, counts: {} };
   let moduleUrl = null;
@@ -211,6 +211,10 @@ async function render({ model, el: root }) {
       if (typeof fn === "function") cleanups.push(fn);
     },
   };
+
+  // For the tests (as window.rtkitPage is for the page): what each widget opened.
+  window.rtkitCode = window.rtkitCode || {};
+  window.rtkitCode[client] = { box, status, connections: tracked, state, reporter };
 
   await reporter.flush(); // hello: the kernel learns this widget rendered (CodeRun.ready())
   reporter.start(REPORT_EVERY_MS);
