@@ -17,7 +17,7 @@ Each is opened in a fresh page, in turn:
 * no cell may hold an error output (read from the notebook model) and no
   rendered stderr may show a traceback (a crashed background thread prints one);
 * notebooks that use ipywidgets must show rendered widgets (``.jupyter-widgets``,
-  no "Error displaying widget"); 00 and 05 must show their sliders and buttons;
+  no "Error displaying widget"); 00 must show its sliders and buttons;
 * every ``<iframe>`` in the outputs loaded (no Chromium error page); the kit's
   browser page shown by ``rtkit.show_browser`` (08) must be there and list events
   it received inside JupyterLab;
@@ -77,7 +77,6 @@ USES_WIDGETS = re.compile(r"ipywidgets|\binteract(_manual)?\b|live_dashboard|run
 #: Widgets that must be rendered, by notebook: at least this many of each.
 EXPECTED_WIDGETS: dict[str, dict[str, int]] = {
     "00_start_here": {"sliders": 4, "buttons": 2, "images": 1, "checkboxes": 4},
-    "05_head_to_head": {"sliders": 4, "buttons": 1},
 }
 #: Notebooks whose live dashboard must be seen redrawing.
 DASHBOARD_NOTEBOOKS = {"00_start_here"}
