@@ -164,6 +164,7 @@ export class Reporter {
       room -= taken[kind].length;
     }
     const body = { client: this.client, clock, page: this.info(), ...taken };
+    if (this.ep.topic) body.topic = this.ep.topic;   // the receipts' topic, unless one says otherwise
     try {
       const response = await fetch(this.ep.http("browser/receipts"), {
         method: "POST",
