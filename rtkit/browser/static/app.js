@@ -120,8 +120,13 @@ function seeEpoch(t, epoch) {
   if (epoch && t.epoch === null) t.epoch = epoch;
 }
 
+/**
+ * The cursor of a request: since= and the epoch it belongs to. The epoch goes along
+ * even with since=0 (where it changes nothing): an EventSource keeps its first URL
+ * and later resumes from Last-Event-ID, which only the epoch ties to this history.
+ */
 function cursorQuery(t) {
-  return { since: t.cursor, epoch: t.cursor > 0 ? t.epoch : null, client: clientId };
+  return { since: t.cursor, epoch: t.epoch, client: clientId };
 }
 
 // -- EventSource --------------------------------------------------------------------------

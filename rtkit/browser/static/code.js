@@ -156,7 +156,8 @@ async function render({ model, el: root }) {
       const name = String(route).replace(/^\//, "");
       const cursor = name in state.cursors ? state.cursors[name] : since;
       const epoch = name in state.epochs ? state.epochs[name] : sync.epoch;
-      const q = { since: cursor, epoch: cursor > 0 ? epoch : null, client, ...(query || {}) };
+      // the epoch goes along even with since=0: an EventSource resumes with Last-Event-ID
+      const q = { since: cursor, epoch: epoch || null, client, ...(query || {}) };
       return (name === "ws" ? ep.ws(name, q) : ep.http(name, q)).href;
     },
     arrived(transport, message, bytes) {
