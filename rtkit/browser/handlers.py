@@ -37,6 +37,7 @@ from rtkit.browser.receipts import MAX_BATCH, TopicView, parse_receipt_batch
 from rtkit.browser.state import state_for
 from rtkit.core.api import DEFAULT_TOPIC, check_topic
 from rtkit.core.clock import now_ns
+from rtkit.log import Log
 from rtkit.server.base import BaseHandler
 from rtkit.server.params import BadRequest
 
@@ -54,15 +55,10 @@ __all__ = [
 logger = logging.getLogger("rtkit.browser")
 
 
-def topic_view(log: Any, topic: str) -> TopicView:
-    """The newest id ``topic`` has issued and its epoch; ``ValueError`` naming the
-    known topics when the log has no such topic."""
-    last_id_of = getattr(log, "last_id_of", None)
-    if last_id_of is None:  # a log of one stream: only the default topic
-        if topic != DEFAULT_TOPIC:
-            raise ValueError(f"unknown topic {topic!r}; this server has only {DEFAULT_TOPIC!r}")
-        return TopicView(log.last_id)
-    return TopicView(last_id_of(topic), log.epoch_of(topic))
+def topic_view(log: Log, topic: str) -> TopicView:
+    """The newest id ``topic`` has issued and its epoch; :class:`~rtkit.log.base.UnknownTopic`
+    (a ``ValueError``) naming the known topics when the log has no such topic."""
+    return TopicView(log.last_id_of(topic), log.epoch_of(topic))
 
 
 # -- handlers -----------------------------------------------------------------------------

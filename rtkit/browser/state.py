@@ -34,6 +34,7 @@ from rtkit.browser.clock import ClockEstimate
 from rtkit.browser.receipts import ReceiptBatch
 from rtkit.core.clock import now_ns
 from rtkit.core.records import GapNotice, Receipt, ResetNotice
+from rtkit.log import Log
 
 __all__ = [
     "MAX_CLIENTS",
@@ -227,11 +228,11 @@ class BrowserState:
             self.last_refusal = ""
 
 
-_states: weakref.WeakKeyDictionary[Any, BrowserState] = weakref.WeakKeyDictionary()
+_states: weakref.WeakKeyDictionary[Log, BrowserState] = weakref.WeakKeyDictionary()
 _states_lock = threading.Lock()
 
 
-def state_for(log: Any) -> BrowserState:
+def state_for(log: Log) -> BrowserState:
     """The browser state of the server that serves ``log`` (made on first use)."""
     with _states_lock:
         state = _states.get(log)
