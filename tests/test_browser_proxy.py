@@ -29,6 +29,8 @@ from rtkit import browser as rb
 from rtkit.core.clock import now_ns
 
 ROOT = Path(__file__).resolve().parents[1]
+#: A name the Jupyter server is reached by, as a hub's is: Chromium maps it to 127.0.0.1.
+HUB = "hub.example"
 
 # the fixtures this module uses
 browser = browser_support.browser
@@ -58,7 +60,9 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={home}", "--allow-root",
-         "--ServerApp.port_retries=0"],
+         "--ServerApp.port_retries=0",
+         # Jupyter's own guard against DNS rebinding: let it answer as the "hub" too
+         f"--ServerApp.local_hostnames={json.dumps(['localhost', HUB])}"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -84,6 +88,7 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 def test_the_page_works_through_jupyter_server_proxy(
     jupyter_server: tuple[str, str], make_server: Callable[..., rtkit.Server], open_page: Callable[..., Any]
 ) -> None:
@@ -112,6 +117,33 @@ def test_the_page_works_through_jupyter_server_proxy(
     back = rb.wait_for_stream(server, lambda r: r.transport == "sse" and r.opened_ns > cut_ns)
     assert back is not None and back.last_event_id == str(ids[-1])
     assert page.errors == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_page_works_through_the_proxy_under_a_hubs_host_name(
+    jupyter_server: tuple[str, str], make_server: Callable[..., rtkit.Server], browser: Any
+) -> None:
+    # As under JupyterHub or Binder: the browser reaches Jupyter by a name that is not
+    # loopback, and jupyter-server-proxy forwards that Host to the kernel's server.
+    jupyter_url, token = jupyter_server
+    jupyter_port = int(jupyter_url.rsplit(":", 1)[1])
+    server = make_server(retry_ms=200)
+    path = rb.page_url(server, ["sse", "ws", "longpoll"], client="hub-page", base_url="/")
+    chromium = browser.browser_type.launch(
+        executable_path=str(browser_support.CHROMIUM), headless=True,
+        args=[*browser_support.LAUNCH_ARGS, f"--host-resolver-rules=MAP {HUB} 127.0.0.1"])
+    try:
+        page = chromium.new_context(bypass_csp=True).new_page()  # wait_for_function needs eval
+        page.goto(f"http://{HUB}:{jupyter_port}{path}&token={token}")
+        page.wait_for_function("window.rtkitPage && (window.rtkitPage.state.error || window.rtkitPage.state.ready)")
+        assert page.evaluate("window.rtkitPage.state.error") is None
+        ids = [server.publish({"via": HUB, "n": i}) for i in range(3)]
+        for transport in ("sse", "ws", "longpoll"):
+            assert wait_received(page, transport, 3) == ids, transport
+        assert rb.BrowserReceipts(server).wait_for(9, client="hub-page")
+    finally:
+        chromium.close()
 
 
 @pytest.mark.slow

@@ -196,6 +196,7 @@ def test_an_oversized_receipt_batch_is_refused(make_server: Callable[..., rtkit.
     assert status in (400, 413) and "error" in json.loads(body or b'{"error": "closed"}')
 
 
+@pytest.mark.slow
 def test_what_the_server_keeps_is_bounded_oldest_dropped_and_counted(
     make_server: Callable[..., rtkit.Server],
 ) -> None:

@@ -57,6 +57,7 @@ def test_the_page_subscribes_every_transport_to_its_topic(
     assert "never-made" in bad.evaluate("window.rtkitPage.state.error")
 
 
+@pytest.mark.slow
 def test_on_a_reset_the_page_reports_it_and_starts_again_from_the_new_epoch(
     make_server: Callable[..., rtkit.Server], open_page: Callable[..., Any]
 ) -> None:

@@ -180,7 +180,7 @@ class HeadlessPage:
     """One page of a :class:`HeadlessBrowser`: evaluate JavaScript, wait, take screenshots.
 
     On rtkit's page, ``window.rtkitPage`` is the page's state and controls
-    (see ``rtkit/server/static/app.js``); :meth:`received` and :meth:`wait_ready`
+    (see ``rtkit/browser/static/app.js``); :meth:`received` and :meth:`wait_ready`
     read it.
     """
 
