@@ -94,14 +94,15 @@ def test_what_the_code_reported_is_checked_as_a_notebook_would(make_server: Call
     code = rb.run_js(server, "// the student's code", name="checked", recorder=recorder, display=False)
     try:
         ids = [server.publish(i) for i in range(6)]
+        extra = server.publish("not asked about")
         # the browser rendered the widget: its hello, then what its code reported
         assert post_batch(server, batch(client="js-checked"))[0] == 200
         assert code.ready(timeout=5)
         report(server, "js-checked", "sse", ids[:3])
         report(server, "js-checked", "sse", [ids[4], ids[3], ids[4]])
-        report(server, "js-checked", "ws", ids)
+        report(server, "js-checked", "ws", [*ids, extra])
         report(server, "js-other", "sse", ids)  # another page's: not this code's
-        assert code.wait_for(last_id=ids[-1], transport="ws", timeout=5)
+        assert code.wait_for(last_id=extra, transport="ws", timeout=5)
         sse = code.result(ids, "sse")
         assert sse.transport == "browser-sse" and not sse.complete
         assert sse.missing == (ids[5],) and sse.repeated == (ids[4],) and not sse.in_order
@@ -111,8 +112,8 @@ def test_what_the_code_reported_is_checked_as_a_notebook_would(make_server: Call
         assert "6 of 6 events" in str(ws) and "median latency 3.00 ms" in str(ws)
         assert code.result(ids).transport == "browser-ws"  # the one it reported most on
         df = code.dataframe()
-        assert set(df["client"]) == {"js-checked"} and len(df) == 12
-        assert len(recorder) == 12 + 6  # the recorder was fed everything the server's pages reported
+        assert set(df["client"]) == {"js-checked"} and len(df) == 13
+        assert len(recorder) == 13 + 6  # the recorder was fed everything the server's pages reported
         # an error of the code's, as the widget reports it
         assert post_batch(server, batch(client="js-checked",
                                         page={"error": "ReferenceError: x is not defined (line 3 of your code)"}))[0] == 200

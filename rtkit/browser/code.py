@@ -38,6 +38,7 @@ cell runs again, and closed by ``rtkit.stop_all()``; closing it closes every
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import re
@@ -54,7 +55,7 @@ from rtkit.browser.receipts import PAGE_TRANSPORTS
 from rtkit.core.api import DEFAULT_TOPIC, check_topic
 from rtkit.core.exceptions import WaitTimeout
 from rtkit.core.resource import Resource, start_managed
-from rtkit.core.transports import BROWSER_PREFIX, STREAMING, base_transport
+from rtkit.core.transports import BROWSER_PREFIX, STREAMING, base_transport, transport_order
 from rtkit.server import Server
 from rtkit.server.base import CLIENT_NAME
 
@@ -229,9 +230,10 @@ class CodeRun(Resource):
         reported most on. A check a notebook can run: ``check(result.complete, str(result))``."""
         topic = self.topic or DEFAULT_TOPIC
         mine = [r for r in self.receipts.receipts(self.client) if r.topic == topic]
-        if transport is None:
-            names = [r.transport for r in mine]
-            name = max(set(names), key=names.count) if names else BROWSER_PREFIX + PAGE_TRANSPORTS[0]
+        if transport is None:  # the most reported on; a tie goes to the first in teaching order
+            counts = collections.Counter(r.transport for r in mine)
+            order = transport_order(counts)  # max() keeps the first of equals
+            name = max(order, key=counts.__getitem__) if order else BROWSER_PREFIX + PAGE_TRANSPORTS[0]
         else:
             name = BROWSER_PREFIX + base_transport(transport)
         wanted = set(expected)
