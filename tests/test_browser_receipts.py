@@ -97,6 +97,7 @@ def test_gaps_and_resets_the_page_saw_become_notices_beside_the_receipts(server:
     assert isinstance(reset, ResetNotice) and (reset.transport, reset.old_epoch, reset.new_epoch) == (
         "browser-ws", "e-old", "e-new")
     assert recorder.gaps_dataframe()["transport"].tolist() == ["browser-sse"]
+    assert recorder.resets_dataframe()["transport"].tolist() == ["browser-ws"]
 
 
 @pytest.mark.parametrize(
