@@ -125,16 +125,22 @@ def test_the_page_works_through_the_proxy_under_a_hubs_host_name(
     jupyter_server: tuple[str, str], make_server: Callable[..., rtkit.Server], browser: Any
 ) -> None:
     # As under JupyterHub or Binder: the browser reaches Jupyter by a name that is not
-    # loopback, and jupyter-server-proxy forwards that Host to the kernel's server.
+    # loopback, and jupyter-server-proxy forwards that Host to the kernel's server,
+    # which serves only loopback names and the ones it is told (against DNS rebinding).
     jupyter_url, token = jupyter_server
     jupyter_port = int(jupyter_url.rsplit(":", 1)[1])
-    server = make_server(retry_ms=200)
-    path = rb.page_url(server, ["sse", "ws", "longpoll"], client="hub-page", base_url="/")
+    refusing = make_server()
+    server = make_server(retry_ms=200, allowed_hosts=(HUB,))  # what a hub's user needs
     chromium = browser.browser_type.launch(
         executable_path=str(browser_support.CHROMIUM), headless=True,
         args=[*browser_support.LAUNCH_ARGS, f"--host-resolver-rules=MAP {HUB} 127.0.0.1"])
     try:
         page = chromium.new_context(bypass_csp=True).new_page()  # wait_for_function needs eval
+        path = rb.page_url(refusing, ["sse"], client="refused", base_url="/")
+        response = page.goto(f"http://{HUB}:{jupyter_port}{path}&token={token}")
+        assert response is not None and response.status == 403
+        assert "allowed_hosts" in json.loads(response.text())["error"]
+        path = rb.page_url(server, ["sse", "ws", "longpoll"], client="hub-page", base_url="/")
         page.goto(f"http://{HUB}:{jupyter_port}{path}&token={token}")
         page.wait_for_function("window.rtkitPage && (window.rtkitPage.state.error || window.rtkitPage.state.ready)")
         assert page.evaluate("window.rtkitPage.state.error") is None
