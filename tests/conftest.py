@@ -130,7 +130,6 @@ _MODULE_MARKS = {
     "test_notebooks": ("notebooks", "slow"),
     "test_binder": ("notebooks", "slow"),
     "test_jupyterlab": ("browser", "slow"),
-    "test_browser": ("browser",),
 }
 
 

@@ -158,11 +158,12 @@ def test_page_url_goes_through_jupyter_server_proxy_under_jupyterhub(
     server: rtkit.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ann/")
-    assert rb.page_url(server, ["sse"]) == f"/user/ann/proxy/{server.port}/ui/?t=sse"
+    assert rb.page_url(server, ["sse"]) == f"/user/ann/proxy/{server.port}/ui/?t=sse&key={server.proxy_key}"
     assert rb.page_url(server, ["sse"], proxy=False) == f"{server.url}/ui/?t=sse"
     monkeypatch.delenv("JUPYTERHUB_SERVICE_PREFIX")
-    assert rb.page_url(server, ["ws"], base_url="/lab-base") == f"/lab-base/proxy/{server.port}/ui/?t=ws"
-    assert rb.page_url(server, ["ws"], proxy=True) == f"/proxy/{server.port}/ui/?t=ws"
+    key = f"&key={server.proxy_key}"
+    assert rb.page_url(server, ["ws"], base_url="/lab-base") == f"/lab-base/proxy/{server.port}/ui/?t=ws{key}"
+    assert rb.page_url(server, ["ws"], proxy=True) == f"/proxy/{server.port}/ui/?t=ws{key}"
 
 
 def test_page_url_carries_the_servers_token(make_server: Callable[..., rtkit.Server]) -> None:

@@ -4,8 +4,8 @@ and notebook 08 without any browser (as under nbval, or Binder without Playwrigh
 The proxy path is how the page (and the student-code widget) reach the kernel's
 server under JupyterHub and Binder: ``<base_url>proxy/<port>/ui/``. The proxy
 forwards the browser's ``Host``, so the server sees the Jupyter server's host
-name: on loopback here, allowed by default; a hub's name must be allowed
-(``allowed_hosts``), which :func:`test_the_page_works_through_the_proxy_under_a_hubs_host_name`
+name: on loopback here, allowed by default; a hub's name is admitted by the server's
+proxy key in the page's URL, which :func:`test_the_page_works_through_the_proxy_under_a_hubs_host_name`
 shows.
 """
 
@@ -126,19 +126,21 @@ def test_the_page_works_through_the_proxy_under_a_hubs_host_name(
 ) -> None:
     # As under JupyterHub or Binder: the browser reaches Jupyter by a name that is not
     # loopback, and jupyter-server-proxy forwards that Host to the kernel's server,
-    # which serves only loopback names and the ones it is told (against DNS rebinding).
+    # which serves only loopback names, the ones it is told, and requests that carry
+    # its proxy key (which page_url puts in a proxied page's URL): against DNS rebinding.
     jupyter_url, token = jupyter_server
     jupyter_port = int(jupyter_url.rsplit(":", 1)[1])
-    refusing = make_server()
-    server = make_server(retry_ms=200, allowed_hosts=(HUB,))  # what a hub's user needs
+    server = make_server(retry_ms=200)  # nothing to configure: the page's URL has the key
     chromium = browser.browser_type.launch(
         executable_path=str(browser_support.CHROMIUM), headless=True,
         args=[*browser_support.LAUNCH_ARGS, f"--host-resolver-rules=MAP {HUB} 127.0.0.1"])
     try:
         page = chromium.new_context(bypass_csp=True).new_page()  # wait_for_function needs eval
-        path = rb.page_url(refusing, ["sse"], client="refused", base_url="/")
-        response = page.goto(f"http://{HUB}:{jupyter_port}{path}&token={token}")
-        assert response is not None and response.status == 403
+        path = rb.page_url(server, ["sse"], client="refused", base_url="/")
+        keyless = path.replace(f"&key={server.proxy_key}", "")
+        assert keyless != path
+        response = page.goto(f"http://{HUB}:{jupyter_port}{keyless}&token={token}")
+        assert response is not None and response.status == 403  # a rebinding page has no key
         assert "allowed_hosts" in json.loads(response.text())["error"]
         path = rb.page_url(server, ["sse", "ws", "longpoll"], client="hub-page", base_url="/")
         page.goto(f"http://{HUB}:{jupyter_port}{path}&token={token}")

@@ -95,6 +95,41 @@ def test_a_websocket_through_an_allowed_host_works(make_server: MakeServer) -> N
     assert head.startswith(b"HTTP/1.1 101 "), head
 
 
+def test_any_host_is_served_with_the_servers_proxy_key_and_none_without(server: rtkit.Server) -> None:
+    """Under JupyterHub/Binder the proxy forwards the hub's Host, which the kernel cannot
+    know: the proxy key in the page's URL admits it; a rebinding page cannot know the key."""
+    server.publish("secret")
+    host = {"Host": f"hub.example:{server.port}"}
+    assert request(server, "GET", f"/poll?since=0&key={server.proxy_key}", headers=host).status == 200
+    for bad in ("", "wrong", server.proxy_key[:-1], server.proxy_key + "x"):
+        answer = request(server, "GET", f"/poll?since=0&key={bad}", headers=host)
+        assert_refusal(answer, 403, "proxy key")
+        assert "secret" not in answer.body.decode()
+    other = rtkit.Server().start()
+    try:
+        assert other.proxy_key != server.proxy_key  # one secret per server
+    finally:
+        other.stop()
+    url = rtkit.browser.page_url(server, ["sse"], base_url="/user/me/")
+    assert url.startswith(f"/user/me/proxy/{server.port}/ui/?") and f"key={server.proxy_key}" in url
+    assert "key=" not in rtkit.browser.page_url(server, ["sse"], proxy=False)  # loopback needs none
+
+
+def test_the_pages_scripts_are_public_but_the_page_and_its_data_are_not(server: rtkit.Server) -> None:
+    host = {"Host": "hub.example"}
+    for asset in ("app.js", "common.js", "app.css"):
+        assert request(server, "GET", f"/ui/{asset}", headers=host).status == 200, asset
+    for path in ("/ui/", "/ui/index.html", "/ui/../stats", "/browser/clock"):
+        assert request(server, "GET", path, headers=host).status == 403, path
+
+
+def test_the_proxy_key_does_not_replace_the_token(make_server: MakeServer) -> None:
+    server = make_server(token="s3cret-token")
+    host = {"Host": "hub.example"}
+    assert request(server, "GET", f"/stats?key={server.proxy_key}", headers=host).status == 401
+    assert request(server, "GET", f"/stats?key={server.proxy_key}&token=s3cret-token", headers=host).status == 200
+
+
 @pytest.mark.parametrize("entry", ["", "a b", "http://x.org", "x.org/path", "x.org:port", 5])
 def test_a_bad_allowed_hosts_entry_is_refused(entry: object) -> None:
     with pytest.raises(ValueError, match="allowed_hosts entries are host names"):

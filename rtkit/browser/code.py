@@ -164,6 +164,7 @@ class CodeRun(Resource):
         self.topic = None if topic is None else check_topic(topic)
         self.config: dict[str, Any] = {
             "port": server.port, "url": server.url, "token": server.config.token or "",
+            "key": server.proxy_key,
             "topic": self.topic or "", "since": -1 if since is None else since, "client": client,
             "proxy": {None: "auto", True: "always", False: "never"}[proxy],
             "base_url": base_url if base_url is not None else os.environ.get("JUPYTERHUB_SERVICE_PREFIX", ""),
@@ -186,10 +187,7 @@ class CodeRun(Resource):
         would count it as a subscriber."""
         if not self.server.running:
             return
-        try:
-            self.server.hub.registry.cut(STREAMING, 5.0, client=self.client)  # type: ignore[call-arg]
-        except TypeError:  # a registry that cannot cut one client's streams yet
-            logger.debug("cannot cut the streams of %s: the registry has no client= filter", self.client)
+        self.server.hub.registry.cut(STREAMING, 5.0, client=self.client)
 
     # -- what came back ----------------------------------------------------------------------
     def ready(self, timeout: float = 10.0) -> bool:

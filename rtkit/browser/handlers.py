@@ -103,6 +103,15 @@ def _read_static(name: str) -> bytes:
 class UIHandler(BaseHandler):
     """``GET /ui/<file>``: the page's static files (no token: they hold no data)."""
 
+    #: The page's scripts and style: package code that holds no data, served to any
+    #: Host (a page reached through a proxy loads them by relative URLs, which cannot
+    #: carry its proxy key). The page itself, /ui/, is checked as every route is.
+    PUBLIC_ASSETS = frozenset(f"/ui/{name}" for name in ("app.js", "common.js", "app.css"))
+
+    @classmethod
+    def is_public_asset(cls, path: str) -> bool:
+        return path in cls.PUBLIC_ASSETS
+
     def prepare(self) -> None:
         pass  # no token for static files; every data request the page makes sends it
 

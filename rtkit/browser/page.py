@@ -370,6 +370,9 @@ def page_url(
         proxy = base_url is not None
     if not proxy:
         return f"{server.url}/ui/?{qs}"
+    # Through the proxy the Host is the hub's: the server's proxy key admits it
+    # (rtkit.server.hosts); the page sends it on with every request.
+    qs += "&" + urlencode({"key": server.proxy_key})
     base = (base_url or "/").rstrip("/")
     return f"{base}/proxy/{server.port}/ui/?{qs}"
 

@@ -57,7 +57,7 @@ class ApiHandler(BaseHandler):
         )))
 
 
-def make_app(log: Log, hub: Hub, config: ServerConfig) -> Application:
+def make_app(log: Log, hub: Hub, config: ServerConfig, proxy_key: str | None = None) -> Application:
     shared = {"log": log, "hub": hub, "config": config}
     rules: list[tuple[Any, ...]] = [
         (r"/poll", PollHandler, shared),
@@ -71,7 +71,7 @@ def make_app(log: Log, hub: Hub, config: ServerConfig) -> Application:
     for provider in _feature_routes:
         rules += provider(shared)
     return RtkitApplication(
-        HostCheck(config.host, config.allowed_hosts),
+        HostCheck(config.host, config.allowed_hosts, proxy_key),
         shared,
         rules,
         default_handler_class=NotFoundHandler,
@@ -101,6 +101,13 @@ class RtkitApplication(Application):
         self._shared = shared
 
     def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
-        if not self.host_check.allows(request.headers.get("Host")):
-            return self.get_handler_delegate(request, HostRefusedHandler, self._shared)
-        return super().find_handler(request, **kwargs)
+        keys = request.query_arguments.get("key")
+        if self.host_check.allows(request.headers.get("Host"), keys[-1] if keys else None):
+            return super().find_handler(request, **kwargs)
+        found = super().find_handler(request, **kwargs)
+        public = getattr(found.handler_class, "is_public_asset", None)
+        if public is not None and public(request.path):
+            # Code and style that hold no data (a page's scripts, which a proxied page
+            # loads by relative URLs that cannot carry its key): served to any Host.
+            return found
+        return self.get_handler_delegate(request, HostRefusedHandler, self._shared)

@@ -140,10 +140,13 @@ class ConnectionRegistry:
         with self._lock:
             return [dataclasses.replace(r) for r in self._history]
 
-    def cut(self, transports: Iterable[str] = STREAMING, timeout: float = 5.0) -> int:
-        """Drop the TCP connection of every open stream of ``transports`` at once,
-        as a failing network would (no goodbye: no end of stream, no close frame).
-        Returns how many were cut. Any thread but the server loop's."""
+    def cut(
+        self, transports: Iterable[str] = STREAMING, timeout: float = 5.0, *, client: str | None = None
+    ) -> int:
+        """Drop the TCP connection of every open stream of ``transports`` (of the
+        browser page or widget named ``client``, when given) at once, as a failing
+        network would (no goodbye: no end of stream, no close frame). Returns how
+        many were cut. Any thread but the server loop's."""
         wanted = set(check_transports(transports, allowed=STREAMING))
         call = self.call_on_loop
         if call is None:
@@ -154,7 +157,10 @@ class ConnectionRegistry:
         def cut_now() -> None:
             try:
                 with self._lock:
-                    victims = [(r, c) for r, c in self._open.values() if r.transport in wanted]
+                    victims = [
+                        (r, c) for r, c in self._open.values()
+                        if r.transport in wanted and client in (None, r.client)
+                    ]
                 for record, cut in victims:
                     record.cut = True
                     cut()

@@ -7,8 +7,15 @@ them proves nothing. What the attacker cannot choose is a loopback *name*: a
 request is served only when its ``Host`` names ``127.0.0.1``, ``localhost`` or
 ``[::1]`` (with any port, or none), the address the server was told to bind
 (when it is a specific one), or a name in ``ServerConfig(allowed_hosts=...)``
-(``"name"`` for any port, ``"name:port"`` for one), such as the host of a
-JupyterHub whose proxy forwards ``/proxy/PORT/`` here with its own ``Host``.
+(``"name"`` for any port, ``"name:port"`` for one).
+
+Under JupyterHub or Binder the browser reaches the kernel's server only through
+jupyter-server-proxy, which forwards the hub's ``Host``: a name the kernel
+cannot know in advance. Such a request is served when it carries the server's
+**proxy key** (``?key=``), a random secret made for each server
+(:attr:`rtkit.Server.proxy_key`) that :func:`rtkit.browser.page_url` puts in
+the page's proxied URL and the page sends with every request. A rebinding page
+cannot know it; the hub's own authentication guards the proxy in front of it.
 
 RFC 9110 §7.2: "A user agent MUST generate a Host header field in a request";
 one without it (an HTTP/1.0 tool) cannot be a browser's and is served.
@@ -16,6 +23,7 @@ one without it (an HTTP/1.0 tool) cannot be a browser's and is served.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable
 
 __all__ = ["LOOPBACK_NAMES", "HostCheck", "split_host"]
@@ -44,7 +52,8 @@ def split_host(value: str) -> tuple[str, int | None]:
 class HostCheck:
     """The allowed names of one server (see the module docstring)."""
 
-    def __init__(self, bind_host: str, allowed_hosts: Iterable[str]) -> None:
+    def __init__(self, bind_host: str, allowed_hosts: Iterable[str], proxy_key: str | None = None) -> None:
+        self._proxy_key = proxy_key.encode() if proxy_key else None
         names = set(LOOPBACK_NAMES)
         bound = bind_host.strip().lower()
         if bound not in _WILDCARD_BINDS:
@@ -59,12 +68,15 @@ class HostCheck:
             else:
                 self._with_port.add((name, port))
 
-    def allows(self, host: str | None) -> bool:
-        """Whether a request whose ``Host`` header is ``host`` may be served."""
+    def allows(self, host: str | None, key: bytes | None = None) -> bool:
+        """Whether a request whose ``Host`` header is ``host`` (and whose ``key``
+        query argument is ``key``) may be served."""
         if host is None:
             return True  # not a browser (see the module docstring)
         name, port = split_host(host)
-        return name in self._any_port or (port is not None and (name, port) in self._with_port)
+        if name in self._any_port or (port is not None and (name, port) in self._with_port):
+            return True
+        return self._proxy_key is not None and key is not None and hmac.compare_digest(key, self._proxy_key)
 
     def refusal(self, host: str) -> str:
         """The error for a refused ``host``: what is allowed and how to add one."""
@@ -73,6 +85,7 @@ class HostCheck:
         name, _ = split_host(host)
         return (
             f"Host {shown!r} is not allowed (a defence against DNS rebinding); accepted: "
-            f"{', '.join(LOOPBACK_NAMES)} (any port) and allowed_hosts ({extra}); to serve it, "
-            f"start the server with allowed_hosts=[{name!r}] (or '{name}:PORT')"
+            f"{', '.join(LOOPBACK_NAMES)} (any port), allowed_hosts ({extra}), and any Host with the "
+            f"server's proxy key (?key=, which rtkit.browser.page_url adds to proxied pages); to "
+            f"serve it, start the server with allowed_hosts=[{name!r}] (or '{name}:PORT')"
         )

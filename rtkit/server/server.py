@@ -19,6 +19,7 @@ the unmanaged form for scripts that want several servers.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
 from tornado.httpserver import HTTPServer
@@ -81,6 +82,9 @@ class Server(Resource):
         self.open_file_limit: int | None = None
         self._hub: Hub | None = None
         self.port = 0
+        #: Admits a request through a proxy that forwards a Host the server cannot know
+        #: (JupyterHub, Binder): see rtkit.server.hosts. Secret; new for every server.
+        self.proxy_key = secrets.token_urlsafe(18)
 
     # -- lifecycle -------------------------------------------------------------
     def _start(self) -> None:
@@ -143,7 +147,7 @@ class Server(Resource):
         # waits in it, rather than making everyone's SYN retransmit for seconds.
         sockets = bind_sockets(c.port, c.host, backlog=_LISTEN_BACKLOG)
         self._http = HTTPServer(
-            make_app(self.log, self._hub, c),
+            make_app(self.log, self._hub, c, self.proxy_key),
             # Headroom over max_payload (streamed bodies are bounded by the handlers,
             # which answer 413 themselves).
             max_body_size=c.max_payload + 1,

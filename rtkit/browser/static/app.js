@@ -12,6 +12,7 @@
 //   poll=S, hold=S seconds between short polls, and the long-poll hold (default: the server's)
 //   since=N        the id to start after (default: the newest at load time)
 //   token=T        the server's token, when it has one
+//   key=K          the server's proxy key, when the page is reached through a proxy
 //
 // Each arrival is reported to the kernel (POST ../browser/receipts, in batches; see
 // common.js for what bytes_in and bytes_out count) with the event id, the server's
@@ -34,7 +35,7 @@ const RESYNC_EVERY_MS = 30000; // how often the clock handshake is repeated
 const params = new URLSearchParams(location.search);
 const clientId = validClient(params.get("client")) || "browser-" + Math.random().toString(36).slice(2, 8);
 const topic = params.get("topic");
-const ep = endpoints(new URL("../", location.href), { token: params.get("token"), topic });
+const ep = endpoints(new URL("../", location.href), { token: params.get("token"), topic, key: params.get("key") });
 const startedAt = performance.now();
 
 function navigationProtocol() {

@@ -93,7 +93,9 @@ async function render({ model, el: root }) {
     status.className = bad ? "rtkit-code-status rtkit-code-error" : "rtkit-code-status";
   }
 
-  const ep = endpoints(serverRoot(config), { token: config.token || null, topic: config.topic || null });
+  const ep = endpoints(serverRoot(config), {
+    token: config.token || null, topic: config.topic || null, key: config.key || null,
+  });
   let sync;
   try {
     sync = await syncClock(ep);

@@ -38,7 +38,7 @@ export function validClient(name) {
  * "../", or <lab>/proxy/<port>/ for a widget. Every URL is built relative to it, so a
  * proxy's prefix is kept, for WebSockets too (ws:// for http, wss:// for https).
  */
-export function endpoints(root, { token = null, topic = null } = {}) {
+export function endpoints(root, { token = null, topic = null, key = null } = {}) {
   const base = new URL(root, location.href);
   function http(path, query) {
     const url = new URL(path.replace(/^\//, ""), base);
@@ -47,6 +47,9 @@ export function endpoints(root, { token = null, topic = null } = {}) {
       if (value !== null && value !== undefined) url.searchParams.set(key, String(value));
     }
     if (token) url.searchParams.set("token", token);
+    // The server's proxy key: lets a request through a proxy that forwards a Host the
+    // server cannot know (JupyterHub, Binder) past its DNS-rebinding check.
+    if (key) url.searchParams.set("key", key);
     return url;
   }
   function ws(path, query) {
@@ -54,7 +57,7 @@ export function endpoints(root, { token = null, topic = null } = {}) {
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     return url;
   }
-  return { root: base, http, ws, token, topic };
+  return { root: base, http, ws, token, topic, key };
 }
 
 /** An Error from a refusal's JSON {"error": ...}, with its status. */
