@@ -15,12 +15,13 @@ import asyncio
 import atexit
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 from rtkit.core.api import DEFAULT_DEAD_AFTER
 from rtkit.core.clock import now_ns
@@ -62,6 +63,14 @@ def refusal_error(status: int, body: bytes) -> HTTPStatusError:
         message = body[:200].decode("utf-8", "replace")
     return HTTPStatusError(status, message)
 
+
+def _quoted(value: object) -> str:
+    text = str(value)
+    return text if _SAFE_QUERY_VALUE.fullmatch(text) else quote(text, safe="")
+
+
+#: What a query value may hold unencoded (RFC 3986 §2.3 unreserved characters).
+_SAFE_QUERY_VALUE = re.compile(r"[A-Za-z0-9_.~-]*")
 
 _client_loop: LoopThread | None = None
 _client_loop_lock = threading.Lock()
@@ -327,11 +336,13 @@ class Client(Resource):
             self.stats.reconnects += 1
 
     def query(self, **params: Any) -> str:
-        """A query string with the token added when there is one."""
+        """A query string of the ``params`` that are not None, the token added when
+        there is one. Values are percent-encoded (the topic rule and the epoch
+        tokens need none, so the common case costs no ``urlencode``)."""
         if self.token is not None:
             params["token"] = self.token
-        items = {k: v for k, v in params.items() if v is not None}
-        return "?" + urlencode(items) if items else ""
+        parts = [f"{k}={_quoted(v)}" for k, v in params.items() if v is not None]
+        return "?" + "&".join(parts) if parts else ""
 
     def deliver(self, events: list[Received], arrived_ns: int) -> None:
         """Hand a batch of events that arrived together to the caller."""

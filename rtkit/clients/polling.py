@@ -18,6 +18,8 @@ from rtkit.wire.envelope import Batch, parse_batch
 
 __all__ = ["LongPollClient", "ShortPollClient"]
 
+_ACCEPT_JSON = (("Accept", "application/json"),)
+
 
 class _BatchClient(Client):
     """Fetches batches of events from a polling endpoint on a kept-alive connection."""
@@ -48,11 +50,10 @@ class _BatchClient(Client):
         target = self.path + self.query(since=self.last_id, **params)
         self.count_request()
         try:
-            response = await asyncio.wait_for(
-                self._conn.request("GET", target, [("Accept", "application/json")]),
-                self.answer_timeout(),
+            response = await self._conn.request(
+                "GET", target, _ACCEPT_JSON, timeout=self.answer_timeout()
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.stats.dead_peers += 1  # no answer in time: the connection is replaced
             raise
         if response.status != 200:

@@ -48,7 +48,9 @@ from rtkit.core.clock import now_ns
 from rtkit.core.exceptions import ClientError
 from rtkit.core.loopthread import LoopThread
 from rtkit.core.resource import Resource, State, start_managed
-from rtkit.wire.http1 import BodyChunk, ResponseEnd, ResponseHead, ResponseParser
+import h11
+
+from rtkit.clients.http import MAX_HEAD_BYTES, ResponseHead, response_head
 
 __all__ = [
     "CLIENT_TO_SERVER",
@@ -392,21 +394,50 @@ def http_responses(data: bytes, method: str = "GET") -> list[tuple[ResponseHead,
     Returns ``(head, body)`` pairs in order, the body with any chunked framing
     removed; the last body may be incomplete (a stream still open). After a
     ``101 Switching Protocols`` head the rest is not HTTP and is left out (use
-    :func:`rtkit.wire.wsframes.split_handshake` for WebSocket bytes). Raises
-    :class:`~rtkit.core.exceptions.ProtocolError` if the bytes are not HTTP.
+    :func:`rtkit.wire.wsframes.split_handshake` for WebSocket bytes). ``method``
+    is the method of every request they answer (``"HEAD"`` answers have no
+    body). Raises :class:`~rtkit.core.exceptions.ProtocolError` if the bytes are
+    not HTTP. The parsing is h11's.
     """
-    parser = ResponseParser(method)
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+    # h11 reads a response only after it has sent a request. Each stand-in request
+    # offers an upgrade, so that a 101 in the capture is taken as h11 takes the
+    # answer to a real upgrade (the switch); any other answer declines it.
+    offer = h11.Request(method=method, target="/", headers=[
+        ("Host", "capture"), ("Connection", "Upgrade"), ("Upgrade", "websocket"),
+    ])
+    conn.send(offer)
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(bytes(data))
     out: list[tuple[ResponseHead, bytes]] = []
     head: ResponseHead | None = None
     body: list[bytes] = []
-    for event in parser.feed(data):
-        if isinstance(event, ResponseHead):
-            head, body = event, []
-        elif isinstance(event, BodyChunk):
-            body.append(event.data)
-        elif isinstance(event, ResponseEnd) and head is not None:
+    consumed = 0  # bytes parsed up to the previous head or response end
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ProtocolError(f"not an HTTP/1.1 response stream: {exc}") from None
+        if event is h11.NEED_DATA or event is h11.PAUSED:
+            break
+        if isinstance(event, (h11.Response, h11.InformationalResponse)):
+            taken = len(data) - len(conn.trailing_data[0])
+            event_head, consumed = response_head(event, taken - consumed), taken
+            if isinstance(event, h11.Response):
+                head, body = event_head, []
+            elif event.status_code == 101:  # RFC 9110 §15.2.2: the protocol changes here
+                out.append((event_head, b""))
+                break
+        elif isinstance(event, h11.Data):
+            body.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage) and head is not None:
             out.append((head, b"".join(body)))
-            head = None
+            head, consumed = None, len(data) - len(conn.trailing_data[0])
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                break  # the connection ends with this response (Connection: close)
+            conn.start_next_cycle()
+            conn.send(offer)
+            conn.send(h11.EndOfMessage())
     if head is not None:
         out.append((head, b"".join(body)))
     return out
