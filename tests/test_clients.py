@@ -273,9 +273,10 @@ def test_keeps_retrying_while_the_server_is_down(clients: list[Client], transpor
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_resumes_after_the_id_it_last_received(clients: list[Client], transport: str) -> None:
-    """The server restarts on the same port with the same log: the client
-    reconnects on its own and goes on right after the last id it received
-    (SSE by sending ``Last-Event-ID``, the others with ``since``)."""
+    """The server restarts on the same port with the same log (the same history,
+    so the same epoch): the client reconnects on its own and goes on right after
+    the last id it received (SSE by sending ``Last-Event-ID``, the others with
+    ``since``), with no reset."""
     first = rtkit.Server(retry_ms=20).start()
     port = first.port
     try:
@@ -288,9 +289,10 @@ def test_resumes_after_the_id_it_last_received(clients: list[Client], transport:
         first.stop()
     assert poll_until(lambda: len(client.stats.errors) >= 1)
 
-    # A new server on the same port whose log holds the same events and two more.
+    # A new server on the same port serving the same log, which gets two more events.
     second = rtkit.Server(port=port, retry_ms=20)
-    for i in range(1, 6):
+    second.log = first.log
+    for i in range(4, 6):
         second.log.append(i)
     second.start()
     try:
@@ -300,6 +302,7 @@ def test_resumes_after_the_id_it_last_received(clients: list[Client], transport:
         assert [r.id for r in client.receipts] == [1, 2, 3, 4, 5, 6]
         assert [r.data for r in client.receipts] == [1, 2, 3, 4, 5, 6]
         assert client.stats.reconnects >= 1 and client.error is None
+        assert client.resets == [] and client.epoch == first.log.epoch_of()
         if transport == "sse":
             assert client.decoder.last_event_id == "6"
     finally:

@@ -1,7 +1,9 @@
 """Short and long polling clients: ``GET /poll`` on a timer, ``GET /longpoll`` in a loop.
 
 Both keep one HTTP/1.1 connection alive between requests, as a browser does,
-and move their cursor to the newest id they received.
+and move their cursor to the newest id they received. Every request carries the
+cursor (``since``, ``topic``, ``epoch``); a reset answer moves the cursor to the
+start of the new epoch, and the next request goes out at once.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class _BatchClient(Client):
     async def fetch(self, **params: Any) -> Batch:
         """One request from the cursor; delivers what it brings, returns the batch."""
         assert self._conn is not None
-        target = self.path + self.query(since=self.last_id, **params)
+        target = self.path + self.query(**self.cursor(), **params)
         self.count_request()
         try:
             response = await self._conn.request(
@@ -62,6 +64,11 @@ class _BatchClient(Client):
             batch = parse_batch(response.body)
         except (ValueError, KeyError, TypeError) as exc:
             raise ProtocolError(f"{self.path} answered a body that is not an rtkit batch: {exc}") from None
+        if batch.reset is not None:
+            self.count_empty()
+            self.report_reset(batch.reset, response.arrived_ns)
+            return batch
+        self.note_answer(batch.epoch)
         if batch.gap is not None:
             self.report_gap(batch.gap, response.arrived_ns)
         if batch.events:
@@ -69,7 +76,7 @@ class _BatchClient(Client):
         else:
             self.count_empty()
             if self.last_id is None:
-                self.last_id = batch.last_id  # "from now on" starts at the newest id
+                self.last_id = batch.last_id  # "from now on" starts at the newest id then
         return batch
 
     def _close(self) -> None:
@@ -99,7 +106,7 @@ class ShortPollClient(_BatchClient):
         next_at = loop.time()
         while True:
             batch = await self.fetch()
-            if batch.more:
+            if batch.more or batch.reset is not None:
                 continue
             next_at += self.poll_interval
             now = loop.time()
