@@ -30,8 +30,8 @@ from rtkit.clients import (
     WebSocketClient,
     make_client,
 )
-from rtkit.clients.http import HTTPConnection
 from rtkit.core.clock import now_ns
+from rtkit.net.tap import CLIENT_TO_SERVER, SERVER_TO_CLIENT, WireTap
 
 TRANSPORTS = ["poll", "longpoll", "sse", "ws"]
 #: Generous for a loaded 2-core machine; a passing test never waits this long.
@@ -391,74 +391,159 @@ def test_websocket_round_trip_needs_a_started_client(live_server: rtkit.Server) 
         WebSocketClient(live_server.url).round_trip_ns()
 
 
-# ----------------------------------------------------------------------------- HTTPConnection
+# ----------------------------------------------------------------------------- topics
 
 
-async def one_answer_server(answers: list[bytes]) -> tuple[asyncio.Server, int]:
-    """Each connection gets the next of ``answers`` to its first request, then is closed."""
-
-    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(answers.pop(0))
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve_one, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
-
-
-def test_http_connection_closed_while_idle_fails_its_next_request_then_reopens() -> None:
-    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-    async def scenario() -> None:
-        server, port = await one_answer_server([ok, ok])
-        read: list[int] = []
-        conn = HTTPConnection("127.0.0.1", port, on_read=read.append)
-        try:
-            assert (await conn.request("GET", "/")).body == b"ok"
-            await asyncio.sleep(0.05)  # the server closed the kept-alive connection meanwhile
-            with pytest.raises(ConnectionResetError):
-                await conn.request("GET", "/")
-            assert (await conn.request("GET", "/")).body == b"ok"  # a new connection
-            assert sum(read) == 2 * len(ok)
-        finally:
-            conn.close()
-            server.close()
-
-    asyncio.run(scenario())
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_topic_gets_only_its_events_and_receipts_name_it(
+    make_server: Callable[..., rtkit.Server], clients: list[Client], transport: str
+) -> None:
+    server = make_server(topics=("prices",))
+    tap = WireTap(server.url).start()
+    try:
+        client = new_client(transport, tap.url, since=0, topic="prices").start()
+        clients.append(client)
+        for i in range(6):
+            server.publish({"other": i})  # the default topic
+            server.publish({"price": i}, topic="prices")
+        assert client.wait_for(6, timeout=TIMEOUT), client
+        assert [r.data for r in client.receipts] == [{"price": i} for i in range(6)]
+        assert [r.id for r in client.receipts] == list(range(1, 7))  # ids per topic, from 1
+        assert {r.topic for r in client.receipts} == {"prices"}
+        assert client.epoch == server.log.epoch_of("prices") != server.log.epoch_of()
+        client.stop()
+        assert b"topic=prices" in tap.bytes(CLIENT_TO_SERVER)
+    finally:
+        tap.stop()
 
 
-def test_http_connection_streams_a_200_body_and_reads_a_refusal_whole() -> None:
-    streamed = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
-    refused = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nnope"
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_default_topic_is_not_sent(server: rtkit.Server, clients: list[Client], transport: str) -> None:
+    with WireTap(server.url) as tap:
+        client = new_client(transport, tap.url, since=0).start()
+        clients.append(client)
+        server.publish("x")
+        assert client.wait_for(1, timeout=TIMEOUT)
+        client.stop()
+        request = tap.bytes(CLIENT_TO_SERVER).split(b"\r\n")[0]
+    assert b"topic=" not in request and client.receipts[0].topic == "default"
 
-    async def scenario() -> None:
-        server, port = await one_answer_server([streamed, refused, streamed])
 
-        async def stream(on_body: Callable[[bytes, int], None]) -> Any:
-            conn = HTTPConnection("127.0.0.1", port)  # the server answers once per connection
-            try:
-                return await conn.stream("GET", "/", [], on_body)
-            finally:
-                conn.close()
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_gap_notice_names_the_topic(
+    make_server: Callable[..., rtkit.Server], clients: list[Client], transport: str
+) -> None:
+    server = make_server(capacity=5)
+    for i in range(12):
+        server.publish(i, topic="small")
+    client = new_client(transport, server.url, since=2, topic="small").start()
+    clients.append(client)
+    assert client.wait_for(last_id=12, timeout=TIMEOUT), client
+    [gap] = client.gaps
+    assert (gap.topic, gap.after, gap.first_id, gap.missed) == ("small", 2, 8, 5)
+    assert [r.id for r in client.receipts] == list(range(8, 13))
 
-        pieces: list[bytes] = []
-        try:
-            response = await stream(lambda data, read_ns: pieces.append(data))
-            assert (response.status, response.body, b"".join(pieces)) == (200, b"", b"abcde")
-            pieces.clear()
-            response = await stream(lambda data, read_ns: pieces.append(data))
-            assert (response.status, response.body, pieces) == (400, b"nope", [])
 
-            def refuse(data: bytes, read_ns: int) -> None:
-                raise ValueError("not for me")
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_unknown_topic_is_a_final_refusal(
+    server: rtkit.Server, clients: list[Client], transport: str
+) -> None:
+    client = new_client(transport, server.url, since=0, topic="nope", reconnect_delay=0.01).start()
+    clients.append(client)
+    assert poll_until(lambda: not client.running)
+    assert isinstance(client.error, rtkit.HTTPStatusError) and client.error.status == 400
+    assert "nope" in client.error.error and "default" in client.error.error  # names the known ones
 
-            with pytest.raises(ValueError, match="not for me"):
-                await stream(refuse)
-        finally:
-            server.close()
 
-    asyncio.run(scenario())
+# ----------------------------------------------------------------------------- epochs
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_every_resume_sends_the_epoch_it_was_given(
+    server: rtkit.Server, clients: list[Client], transport: str
+) -> None:
+    """After a cut, the client asks again with its cursor and the epoch of the
+    answers it had; the server knows the epoch, so no reset."""
+    with WireTap(server.url) as tap:
+        client = new_client(transport, tap.url, since=0, reconnect_delay=0.02).start()
+        clients.append(client)
+        server.publish("a")
+        assert client.wait_for(1, timeout=TIMEOUT)
+        epoch = server.log.epoch_of()
+        assert client.epoch == epoch
+        tap.cut()
+        server.publish("b")
+        assert client.wait_for(2, timeout=TIMEOUT), client
+        client.stop()
+        later = b"".join(tap.bytes(CLIENT_TO_SERVER, c.index) for c in tap.connections[1:])
+    assert f"epoch={epoch}".encode() in later
+    assert client.resets == [] and [r.data for r in client.receipts] == ["a", "b"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_cursor_of_a_lost_history_is_reset_never_served_as_new(
+    server: rtkit.Server, clients: list[Client], transport: str
+) -> None:
+    """A cursor kept from another history (epoch "gone") meets a reset: the
+    client records it and starts again from the current epoch's first event."""
+    for i in range(1, 6):
+        server.publish(i)
+    seen: list[Any] = []
+    client = new_client(transport, server.url, since=3, epoch="gone", on_reset=seen.append).start()
+    clients.append(client)
+    assert client.wait_for(5, timeout=TIMEOUT), client
+    assert [r.id for r in client.receipts] == [1, 2, 3, 4, 5]  # from the start, once each
+    [notice] = client.resets
+    assert seen == [notice] and client.stats.resets == 1
+    assert (notice.after, notice.old_epoch, notice.new_epoch, notice.topic) == (
+        3, "gone", server.log.epoch_of(), "default")
+    assert notice.transport == transport and notice.client == client.name
+    assert client.epoch == server.log.epoch_of() and client.stats.duplicates == 0
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_a_stream_from_now_on_resumes_from_the_hello_after_a_cut(
+    server: rtkit.Server, clients: list[Client], transport: str
+) -> None:
+    """since=None: the hello's last id becomes the cursor, so events published
+    while the stream was down are not lost even before the first event came."""
+    server.publish("before")
+    with WireTap(server.url) as tap:
+        client = new_client(transport, tap.url, since=None, reconnect_delay=0.05).start()
+        clients.append(client)
+        wait_ready(client, server)
+        assert poll_until(lambda: client.last_id == 1)
+        tap.cut()
+        server.publish("while away")
+        assert client.wait_for(1, timeout=TIMEOUT)
+    assert [r.data for r in client.receipts] == ["while away"]
+
+
+# ----------------------------------------------------------------------------- bytes both ways
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_bytes_out_is_every_byte_the_client_wrote(
+    make_server: Callable[..., rtkit.Server], clients: list[Client], transport: str
+) -> None:
+    """Requests, WebSocket frames, pongs to the server's pings and the close
+    frame: what the client counts is what crossed the wire (seen by a tap)."""
+    server = make_server(heartbeat=0.05)  # pings while idle: the client must pong
+    with WireTap(server.url) as tap:
+        client = new_client(transport, tap.url, since=0).start()
+        clients.append(client)
+        for i in range(20):
+            server.publish(i)
+        assert client.wait_for(20, timeout=TIMEOUT)
+        if transport == "ws":
+            assert tap.wait_for(lambda: b"\x8a" in tap.bytes(CLIENT_TO_SERVER))  # a masked pong
+        client.stop()
+        tap.wait_for(lambda: tap.open_connections == 0)
+        sent = sum(len(tap.bytes(CLIENT_TO_SERVER, c.index)) for c in tap.connections)
+        read = sum(len(tap.bytes(SERVER_TO_CLIENT, c.index)) for c in tap.connections)
+    assert client.stats.bytes_out == sent > 0
+    assert client.stats.bytes_in == read
+    assert sum(r.bytes_out for r in client.receipts) <= client.stats.bytes_out
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -476,6 +561,10 @@ def test_http_connection_streams_a_200_body_and_reads_a_refusal_whole() -> None:
         *[(lambda cls=cls: cls(URL, since=-1), "since") for cls in CLIENTS.values()],
         (lambda: SSEClient(URL, since="3"), "since"),  # type: ignore[arg-type]
         (lambda: SSEClient(URL, reconnect_delay=-1), "reconnect_delay"),
+        *[(lambda cls=cls: cls(URL, topic="a b"), "topic") for cls in CLIENTS.values()],
+        (lambda: SSEClient([URL, URL]), "differ"),
+        (lambda: SSEClient([]), "url"),
+        (lambda: SSEClient(URL, epoch=""), "epoch"),
     ],
 )
 def test_bad_arguments_raise_value_error(make: Callable[[], Client], match: str) -> None:

@@ -323,14 +323,19 @@ class Client(Resource):
                 self._note_failure(exc)
             except (OSError, EOFError, ProtocolError, asyncio.TimeoutError) as exc:
                 self._note_failure(exc)
-            self._failures_in_a_row += 1
-            if len(self.nodes) > 1:
-                self.nodes.advance()
-                self.stats.failovers += 1
-                if self._failures_in_a_row < len(self.nodes):
-                    continue
-            self._failures_in_a_row = 0
-            await asyncio.sleep(self.retry_delay())
+            await self._between_sessions()
+
+    async def _between_sessions(self) -> None:
+        """After a session ended: the next node, at once while this round of
+        nodes is not exhausted; otherwise the reconnect delay."""
+        self._failures_in_a_row += 1
+        if len(self.nodes) > 1:
+            self.nodes.advance()
+            self.stats.failovers += 1
+            if self._failures_in_a_row < len(self.nodes):
+                return
+        self._failures_in_a_row = 0
+        await asyncio.sleep(self.retry_delay())
 
     #: Streaming clients (SSE, WebSocket) expect bytes at least every heartbeat;
     #: request/response clients bound each answer with a timeout instead.
@@ -341,8 +346,12 @@ class Client(Resource):
         when nothing at all arrives for ``dead_after`` seconds."""
         if not self.watch_silence:
             return await self._session()
+        await self._watch(asyncio.ensure_future(self._session()))
+
+    async def _watch(self, session: asyncio.Future[None]) -> None:
+        """Await ``session``; end it as dead (``TimeoutError``, after
+        :meth:`_give_up_session`) when nothing at all is read for ``dead_after`` s."""
         self._last_read = time.monotonic()
-        session = asyncio.ensure_future(self._session())
         try:
             while True:
                 done, _ = await asyncio.wait({session}, timeout=self.dead_after / 4)
@@ -425,10 +434,11 @@ class Client(Resource):
         parts = [f"{k}={_quoted(v)}" for k, v in params.items() if v is not None]
         return "?" + "&".join(parts) if parts else ""
 
-    def deliver(self, events: list[Received], arrived_ns: int) -> None:
+    def deliver(self, events: list[Received], arrived_ns: int, transport: str | None = None) -> None:
         """Hand a batch of events that arrived together to the caller. Events not
         after the cursor are dropped (counted in ``stats.duplicates``): a client
-        delivers each id of an epoch once."""
+        delivers each id of an epoch once. ``transport``: the one that carried
+        them, when a client uses more than one (default: the client's)."""
         if not events:
             return
         if self.last_id is not None and events[0].id <= self.last_id:
@@ -444,10 +454,11 @@ class Client(Resource):
         empty = s.empty_responses - self._attributed_empty
         self._attributed_in, self._attributed_out = s.bytes_in, s.bytes_out
         self._attributed_requests, self._attributed_empty = s.requests, s.empty_responses
+        carrier = transport or self.transport
         for i, ev in enumerate(events):
             first = i == 0
             receipt = Receipt(
-                self.transport, self.name, ev.id, ev.data, ev.published_ns, arrived_ns,
+                carrier, self.name, ev.id, ev.data, ev.published_ns, arrived_ns,
                 share_in + (extra_in if first else 0),
                 share_out + (extra_out if first else 0),
                 requests if first else 0,
@@ -471,10 +482,10 @@ class Client(Resource):
             with self._changed:
                 self._changed.notify_all()
 
-    def report_gap(self, gap: Gap, arrived_ns: int | None = None) -> None:
+    def report_gap(self, gap: Gap, arrived_ns: int | None = None, transport: str | None = None) -> None:
         """Surface a gap the server reported; the cursor moves past it."""
         notice = GapNotice(
-            self.transport, self.name, gap.after, gap.first_id, gap.missed, arrived_ns or now_ns(),
+            transport or self.transport, self.name, gap.after, gap.first_id, gap.missed, arrived_ns or now_ns(),
             self.topic,
         )
         self.stats.gaps += 1
@@ -484,11 +495,11 @@ class Client(Resource):
         if self.on_gap is not None:
             self.on_gap(notice)
 
-    def report_reset(self, reset: Reset, arrived_ns: int | None = None) -> None:
+    def report_reset(self, reset: Reset, arrived_ns: int | None = None, transport: str | None = None) -> None:
         """The server said the history the cursor came from is gone (docs/design.md
         §5): record it, take the new epoch and start again from its first event."""
         notice = ResetNotice(
-            self.transport, self.name, self.last_id or 0, reset.old_epoch, reset.epoch,
+            transport or self.transport, self.name, self.last_id or 0, reset.old_epoch, reset.epoch,
             arrived_ns or now_ns(), self.topic,
         )
         self.stats.resets += 1

@@ -9,6 +9,7 @@ start of the new epoch, and the next request goes out at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from rtkit.clients.base import Client, refusal_error
@@ -95,7 +96,7 @@ class ShortPollClient(_BatchClient):
     transport = "poll"
     path = TRANSPORT_TABLE["poll"].path
 
-    def __init__(self, url: str, *, poll_interval: float = DEFAULT_POLL_INTERVAL, **kwargs: Any) -> None:
+    def __init__(self, url: str | Sequence[str], *, poll_interval: float = DEFAULT_POLL_INTERVAL, **kwargs: Any) -> None:
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or not 0 < poll_interval <= 3600:
             raise ValueError(f"poll_interval must be a number of seconds in (0, 3600], got {poll_interval!r}")
         super().__init__(url, **kwargs)
@@ -122,14 +123,19 @@ class LongPollClient(_BatchClient):
     transport = "longpoll"
     path = TRANSPORT_TABLE["longpoll"].path
 
-    def __init__(self, url: str, *, hold: float = DEFAULT_LONGPOLL_HOLD, **kwargs: Any) -> None:
+    def __init__(self, url: str | Sequence[str], *, hold: float = DEFAULT_LONGPOLL_HOLD, **kwargs: Any) -> None:
+        self.check_hold(hold)
+        super().__init__(url, **kwargs)
+        self.hold = float(hold)
+
+    @staticmethod
+    def check_hold(hold: object) -> None:
+        """``ValueError`` naming the accepted range unless ``hold`` is one."""
         if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0 <= hold <= MAX_LONGPOLL_HOLD:
             raise ValueError(
                 f"hold must be a number of seconds from 0 to {MAX_LONGPOLL_HOLD:g} "
                 f"(how long the server may hold a request), got {hold!r}"
             )
-        super().__init__(url, **kwargs)
-        self.hold = float(hold)
 
     def answer_timeout(self) -> float:
         return self.hold + self.dead_after  # the hold itself, then the usual patience

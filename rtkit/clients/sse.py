@@ -11,6 +11,7 @@ cursor came from is gone, and the new epoch's events follow on the same stream.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from rtkit.clients.base import Client, refusal_error
@@ -35,7 +36,7 @@ class SSEClient(Client):
     transport = "sse"
     watch_silence = True  # the server sends a comment heartbeat when idle
 
-    def __init__(self, url: str, **kwargs: Any) -> None:
+    def __init__(self, url: str | Sequence[str], **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self.decoder = SSEDecoder()
         self._conn: HTTPConnection | None = None

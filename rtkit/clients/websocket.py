@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -50,10 +51,12 @@ class WebSocketClient(Client):
     transport = "ws"
     watch_silence = True  # the server pings when idle
 
-    def __init__(self, url: str, *, max_size: int = 1 << 20, **kwargs: Any) -> None:
+    def __init__(self, url: str | Sequence[str], *, max_size: int = 1 << 20, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self.max_size = max_size
         self._ws: ClientConnection | None = None
+        #: Set while a connection is open (after its handshake).
+        self.connected = asyncio.Event()
         self._pongs: dict[int, asyncio.Future[int]] = {}
         self._ping_no = 0
         #: Payloads of a fragmented message received so far.
@@ -118,6 +121,7 @@ class WebSocketClient(Client):
                 create_connection=self._connection_class,
             ) as ws:
                 self._ws = ws
+                self.connected.set()
                 try:
                     await ws.wait_closed()  # messages are taken as they arrive: _on_frame
                     self._end_of_connection(ws)
@@ -133,6 +137,7 @@ class WebSocketClient(Client):
             self._note_failure(exc)
         finally:
             self._ws = None
+            self.connected.clear()
 
     def _on_frame(self, conn: ClientConnection, frame: Frame) -> None:
         """A data frame, in the read callback. A message is complete at its final

@@ -32,6 +32,7 @@ import asyncio
 import enum
 import ipaddress
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,8 @@ __all__ = [
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 _CONNECT_TIMEOUT = 10.0
+#: struct linger {l_onoff = 1, l_linger = 0}: the socket resets when closed.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 class Direction(str, enum.Enum):
@@ -208,10 +211,14 @@ class Link:
         self.ended.add(direction)
         dest = self._dest(direction)
         if dest is not None and dest.transport is not None and not dest.transport.is_closing():
-            if dest.transport.can_write_eof():
-                dest.transport.write_eof()
-            else:
-                dest.transport.close()
+            try:
+                if dest.transport.can_write_eof():
+                    dest.transport.write_eof()
+                else:
+                    dest.transport.close()
+            except OSError:  # the peer is gone already (ENOTCONN): so is the link
+                self.abort()
+                return
         if len(self.ended) == 2:
             self.close()
 
@@ -235,9 +242,16 @@ class Link:
             source.transport.resume_reading()
 
     def abort(self) -> None:
-        """Drop both sockets at once: each peer sees a reset, as when a path dies."""
+        """Drop both sockets at once: each peer sees a reset (RST), as when a
+        middlebox on the path gives up on the connection."""
         for side in (self.client, self.server):
             if side is not None and side.transport is not None:
+                sock = side.transport.get_extra_info("socket")
+                if sock is not None and not side.lost:
+                    try:  # linger 0: close() sends RST instead of FIN
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+                    except OSError:
+                        pass
                 side.transport.abort()
         if self.server is None:
             self._finish()
