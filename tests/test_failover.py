@@ -62,7 +62,7 @@ class Refusing:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 - the http.server name
+            def do_GET(self) -> None:
                 body = json.dumps({"error": "node unavailable"}).encode()
                 self.send_response(503)
                 self.send_header("Content-Type", "application/json")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import poll_until
+from typing_extensions import Self
 
 import rtkit
 from rtkit.clients import UpgradingClient
@@ -43,7 +44,7 @@ class Publisher:
             if pause > 0:
                 self._stop.wait(pause)
 
-    def __enter__(self) -> Publisher:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 
 from rtkit.core.exceptions import ProtocolError
 from rtkit.wire.wsframes import (
-    new_key,
-    upgrade_request,
     Frame,
     FrameParser,
     Opcode,
     accept_key,
     encode_frame,
+    new_key,
     split_handshake,
+    upgrade_request,
 )
 
 MASK = bytes([0x37, 0xFA, 0x21, 0x3D])
@@ -498,7 +498,7 @@ def test_upgrade_request_is_the_rfc_6455_handshake() -> None:
 
 
 def test_upgrade_request_makes_a_fresh_key_and_takes_extra_headers() -> None:
-    (one, k1), (two, k2) = upgrade_request("h:1"), upgrade_request("h:1")
+    (one, k1), (_, k2) = upgrade_request("h:1"), upgrade_request("h:1")
     assert k1 != k2 and len(base64.b64decode(k1)) == 16 and len(base64.b64decode(new_key())) == 16
     assert one.startswith(b"GET /ws HTTP/1.1\r\n") and f"Sec-WebSocket-Key: {k1}".encode() in one
     with_origin, _ = upgrade_request("h:1", headers=(("Origin", "http://h:1"),))

@@ -29,10 +29,9 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from collections.abc import Sequence
 from urllib.parse import quote
 
 from rtkit.clients.nodes import Nodes
@@ -224,7 +223,7 @@ class Client(Resource):
         return self.nodes.port
 
     # -- lifecycle (any thread) ------------------------------------------------------
-    def start(self, loop: LoopThread | None = None) -> Client:  # type: ignore[override]
+    def start(self, loop: LoopThread | None = None) -> Client:
         """Start receiving on ``loop`` (default: the shared client loop); returns self."""
         if self.state.value == "new":
             self._loop_thread = loop or client_loop()
@@ -242,7 +241,7 @@ class Client(Resource):
             await self._run()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # a refusal or a bug: keep it for the caller
+        except BaseException as exc:  # noqa: BLE001 - a refusal or a bug: kept for the caller
             self.error = exc
             self.stats.errors.append(f"{type(exc).__name__}: {exc}")
         finally:

@@ -170,13 +170,13 @@ def request_bytes(
     if body or method.upper() in ("POST", "PUT"):
         fields.append(("Content-Length", str(len(body))))
     try:
-        out = conn.send(h11.Request(method=method, target=target, headers=fields))
+        pieces = [conn.send(h11.Request(method=method, target=target, headers=fields))]
         if body:
-            out += conn.send(h11.Data(data=body))  # type: ignore[operator]
-        out += conn.send(_END_OF_MESSAGE)  # type: ignore[operator]
+            pieces.append(conn.send(h11.Data(data=body)))
+        pieces.append(conn.send(_END_OF_MESSAGE))
     except h11.LocalProtocolError as exc:
         raise ValueError(f"cannot send {method} {target!r}: {exc}") from None
-    return out  # type: ignore[return-value]
+    return b"".join(p for p in pieces if p is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +265,7 @@ class HTTPConnection:
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = transport
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._fed = self._consumed = 0
         self._events.clear()
@@ -284,7 +284,7 @@ class HTTPConnection:
             if data:
                 self._on_read(len(data))
                 self._fed += len(data)
-            conn.receive_data(data)
+            conn.receive_data(data)  # type: ignore[arg-type]  # h11 takes any bytes-like
             while True:
                 event = conn.next_event()
                 kind = type(event)
@@ -298,7 +298,7 @@ class HTTPConnection:
                         body += piece
                     continue
                 if body is not None:
-                    self._on_body(body, read_ns)  # type: ignore[misc]
+                    self._on_body(body, read_ns)  # type: ignore[misc,arg-type]  # bytes-like
                     body = None
                 if event is h11.NEED_DATA or event is h11.PAUSED:
                     break
@@ -450,7 +450,7 @@ class HTTPConnection:
     async def _read_rest(self, head: ResponseHead) -> Response:
         """Read up to the end of the response whose head was read; the body pieces
         that did not go to a streaming callback make the body."""
-        parts: list[bytes] = []
+        parts: list[bytes | bytearray] = []
         while True:
             event, read_ns = await self._next_event()
             if isinstance(event, (bytes, bytearray)):

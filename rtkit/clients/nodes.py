@@ -25,7 +25,8 @@ def check_url(url: object) -> str:
         parts.port  # noqa: B018 - raises for a port that is not a number
     except ValueError:
         raise ValueError(f"url must look like 'http://127.0.0.1:PORT', got {url!r}") from None
-    return url.rstrip("/")  # type: ignore[union-attr]
+    assert isinstance(url, str)
+    return url.rstrip("/")
 
 
 class Nodes:

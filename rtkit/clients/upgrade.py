@@ -85,7 +85,7 @@ class _PollLeg(_Leg, LongPollClient):
         self._adopted = True
 
     # The cursor lives in the owner.
-    @property  # type: ignore[override]
+    @property
     def last_id(self) -> int | None:
         return self.owner.last_id
 
@@ -94,7 +94,7 @@ class _PollLeg(_Leg, LongPollClient):
         if self._adopted:
             self.owner.last_id = value
 
-    @property  # type: ignore[override]
+    @property
     def epoch(self) -> str | None:
         return self.owner.epoch
 

@@ -84,7 +84,7 @@ class Conditions:
             raise ValueError(f"cut_every must be None or a positive number of seconds; got {self.cut_every!r}")
         for name in ("stalled", "refuse_upgrades"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
+                raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}")
 
 
 class _Lane:

@@ -504,9 +504,9 @@ class Relay(Resource):
         if link._holds[SERVER_TO_CLIENT]:
             server.transport.pause_reading()  # type: ignore[union-attr]
         self.on_open(link)
-        if not link.closed and not link.client.lost and link.client.transport is not None:
-            if not link._holds[CLIENT_TO_SERVER]:
-                link.client.transport.resume_reading()
+        client = link.client
+        if not (link.closed or client.lost or client.transport is None or link._holds[CLIENT_TO_SERVER]):
+            client.transport.resume_reading()
 
     def _finished(self, link: Link) -> None:
         self._links.pop(link.index, None)

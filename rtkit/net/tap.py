@@ -36,12 +36,14 @@ bodies de-chunked (h11 parses them), e.g. to read an SSE stream as text.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 
 import h11
 
 from rtkit.clients.http import MAX_HEAD_BYTES, ResponseHead, response_head
 from rtkit.core.exceptions import ProtocolError
+from rtkit.core.loopthread import LoopThread
 from rtkit.core.resource import start_managed
 from rtkit.net.relay import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Connection, Direction, Link, Relay
 
@@ -86,8 +88,8 @@ class WireTap(Relay):
     stop_rank = 40
     thread_name = "rtkit-wiretap"
 
-    def __init__(self, target: str, *, loop: object = None, port: int = 0) -> None:
-        super().__init__(target, loop=loop, port=port)  # type: ignore[arg-type]
+    def __init__(self, target: str, *, loop: LoopThread | None = None, port: int = 0) -> None:
+        super().__init__(target, loop=loop, port=port)
         self._chunks: list[Chunk] = []
 
     # -- what was captured (any thread) ---------------------------------------------------
@@ -113,7 +115,7 @@ class WireTap(Relay):
         return super().__repr__()[:-1] + f" chunks={len(self._chunks)}>"
 
     # -- the hook (tap loop) -----------------------------------------------------------------
-    def on_chunk(self, link: Link, direction: Direction, data: bytes, read_ns: int) -> None:
+    def on_chunk(self, link: Link, direction: Direction, data: builtins.bytes, read_ns: int) -> None:
         # Recorded before it is passed on: once the receiver has the bytes, the tap has them too.
         with self._changed:
             self._chunks.append(Chunk(link.index, direction, read_ns, data))
