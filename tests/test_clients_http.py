@@ -21,7 +21,7 @@ import h11
 import pytest
 
 import rtkit
-from rtkit.clients.http import HTTPConnection, ResponseHead, request_bytes
+from rtkit.clients.http import HTTPConnection, request_bytes
 from rtkit.core.exceptions import ProtocolError
 from rtkit.net.exchange import http_exchange
 from rtkit.net.tap import http_responses
@@ -210,19 +210,15 @@ def test_streams_a_200_body_reads_a_refusal_whole_and_raises_what_on_body_raises
 
 def feed_cut_at(cuts: list[int], data: bytes) -> tuple[list[bytes], HTTPConnection]:
     """Feed ``data`` to a connection's read callback in pieces ending at ``cuts``,
-    with a streaming callback set after the head (as ``stream`` does); returns
-    what the callback got, one entry per call."""
+    streaming a 200 body as :meth:`HTTPConnection.stream` does; returns what the
+    streaming callback got, one entry per call."""
     got: list[bytes] = []
     conn = HTTPConnection("127.0.0.1", 1)
     request_bytes(conn._h11, "GET", "/sse", "127.0.0.1:1")
+    conn._streaming = lambda piece, read_ns: got.append(bytes(piece))
     start = 0
     for end in [*cuts, len(data)]:
         conn._received(data[start:end])
-        if conn._on_body is None and conn._events and isinstance(conn._events[0][0], ResponseHead):
-            conn._events.popleft()
-            conn._on_body = lambda piece, read_ns: got.append(bytes(piece))
-            while conn._events and isinstance(conn._events[0][0], (bytes, bytearray)):
-                got.append(bytes(conn._events.popleft()[0]))  # as _hand_over_queued does
         start = end
     return got, conn
 

@@ -86,6 +86,8 @@ def refusal_error(status: int, body: bytes) -> HTTPStatusError:
 
 
 def _quoted(value: object) -> str:
+    if type(value) is int:
+        return str(value)
     text = str(value)
     return text if _SAFE_QUERY_VALUE.fullmatch(text) else quote(text, safe="")
 
@@ -447,28 +449,34 @@ class Client(Resource):
                 return
             events = kept
         s = self.stats
-        share_in, extra_in = divmod(s.bytes_in - self._attributed_in, len(events))
-        share_out, extra_out = divmod(s.bytes_out - self._attributed_out, len(events))
+        n = len(events)
+        new_in, new_out = s.bytes_in - self._attributed_in, s.bytes_out - self._attributed_out
         requests = s.requests - self._attributed_requests
         empty = s.empty_responses - self._attributed_empty
         self._attributed_in, self._attributed_out = s.bytes_in, s.bytes_out
         self._attributed_requests, self._attributed_empty = s.requests, s.empty_responses
-        carrier = transport or self.transport
-        for i, ev in enumerate(events):
-            first = i == 0
-            receipt = Receipt(
-                carrier, self.name, ev.id, ev.data, ev.published_ns, arrived_ns,
-                share_in + (extra_in if first else 0),
-                share_out + (extra_out if first else 0),
-                requests if first else 0,
-                empty if first else 0,
-                self.topic,
-            )
-            if self.keep:
-                self.receipts.append(receipt)
-            if self.on_receipt is not None:
-                self.on_receipt(receipt)
-        s.events += len(events)
+        carrier, name, topic = transport or self.transport, self.name, self.topic
+        first = events[0]
+        if n == 1:  # the common case at a steady rate: one event per read
+            receipts = [Receipt(carrier, name, first.id, first.data, first.published_ns, arrived_ns,
+                                new_in, new_out, requests, empty, topic)]
+        else:
+            share_in, extra_in = divmod(new_in, n)
+            share_out, extra_out = divmod(new_out, n)
+            receipts = [Receipt(carrier, name, first.id, first.data, first.published_ns, arrived_ns,
+                                share_in + extra_in, share_out + extra_out, requests, empty, topic)]
+            receipts += [
+                Receipt(carrier, name, ev.id, ev.data, ev.published_ns, arrived_ns,
+                        share_in, share_out, 0, 0, topic)
+                for ev in events[1:]
+            ]
+        if self.keep:
+            self.receipts += receipts
+        on_receipt = self.on_receipt
+        if on_receipt is not None:
+            for receipt in receipts:
+                on_receipt(receipt)
+        s.events += n
         self.last_id = max(self.last_id or 0, events[-1].id)
         self._failures_in_a_row = 0
         self._notify_waiters()

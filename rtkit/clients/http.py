@@ -24,7 +24,6 @@ make it too. :func:`response_head` builds it from h11's event.
 from __future__ import annotations
 
 import asyncio
-import collections
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -191,18 +190,6 @@ class Response:
         return self.head.status
 
 
-@dataclass(frozen=True, slots=True)
-class _End:
-    """The response ended; ``keep_alive``: the connection may carry the next request
-    (RFC 9112 §9.3, as h11's state machine decides it)."""
-
-    keep_alive: bool
-
-
-#: A parsed piece of a response (head, body bytes, end) and the time (now_ns) its bytes were read.
-_TimedEvent = tuple[ResponseHead | bytes | bytearray | _End, int]
-
-
 class HTTPConnection:
     """One HTTP/1.1 connection to ``host:port``, reopened as needed.
 
@@ -210,7 +197,12 @@ class HTTPConnection:
     ``on_sent(nbytes)`` for every request written, and
     ``on_connect()`` every time a TCP connection is opened. Use from one task
     at a time, on the client loop. Bytes that break HTTP/1.1 raise
-    :class:`~rtkit.core.exceptions.ProtocolError` from the request that read them.
+    :class:`~rtkit.core.exceptions.ProtocolError` from the request that read
+    them; a connection that closes before its answer ended raises
+    ``ConnectionResetError``.
+
+    The read callback parses with h11 and completes the request's one future
+    when the answer has ended (no task step, no queue per piece of it).
     """
 
     def __init__(
@@ -232,12 +224,15 @@ class HTTPConnection:
         #: responses before the current one took (to count each head's bytes).
         self._fed = 0
         self._consumed = 0
-        #: Parsed pieces not yet taken by the task reading the response.
-        self._events: collections.deque[_TimedEvent] = collections.deque()
-        #: Set while a streamed body is being handed over in the read callback.
+        #: The answer being read: completed by the read callback.
+        self._pending: asyncio.Future[Response] | None = None
+        self._head: ResponseHead | None = None
+        self._parts: list[bytes | bytearray] = []
+        #: What a 200 answer's body is streamed to (set by :meth:`stream`) ...
+        self._streaming: Callable[[bytes, int], None] | None = None
+        #: ... and in effect once such an answer's head came.
         self._on_body: Callable[[bytes, int], None] | None = None
         self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
     @property
@@ -268,7 +263,6 @@ class HTTPConnection:
         self._transport = transport
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._fed = self._consumed = 0
-        self._events.clear()
         self._error = None
         self._on_connect()
 
@@ -276,7 +270,7 @@ class HTTPConnection:
     def _received(self, data: bytes | memoryview) -> None:
         """Parse one read (``b""``: the server closed). The body a read brought
         goes to the streaming callback if there is one, in one call however many
-        chunks it held; everything else goes to the reading task."""
+        chunks it held; an ended answer completes the pending request."""
         read_ns = now_ns()
         conn = self._h11
         body: bytearray | None = None  # this read's body, for the streaming callback
@@ -291,7 +285,7 @@ class HTTPConnection:
                 if kind is h11.Data:
                     piece = event.data  # type: ignore[union-attr]
                     if self._on_body is None:
-                        self._events.append((piece, read_ns))
+                        self._parts.append(piece)
                     elif body is None:
                         body = piece  # h11 hands out a fresh bytearray: ours to extend
                     else:
@@ -303,15 +297,16 @@ class HTTPConnection:
                 if event is h11.NEED_DATA or event is h11.PAUSED:
                     break
                 if kind is h11.Response:
-                    head = response_head(event, self._boundary())  # type: ignore[arg-type]
-                    self._events.append((head, read_ns))
+                    self._head = response_head(event, self._boundary())  # type: ignore[arg-type]
+                    if self._streaming is not None and self._head.status == 200:
+                        self._on_body = self._streaming
                 elif kind is h11.EndOfMessage:
                     keep_alive = conn.our_state is h11.DONE and conn.their_state is h11.DONE
                     self._boundary()
                     left = self._fed - self._consumed  # bytes read beyond this response
                     if keep_alive:
                         conn.start_next_cycle()
-                    self._events.append((_End(keep_alive), read_ns))
+                    self._answered(read_ns, keep_alive)
                     if not left and data:
                         break  # nothing more was read: no need to ask h11 again
                 elif kind is h11.ConnectionClosed:  # between responses (h11 raises within one)
@@ -323,13 +318,9 @@ class HTTPConnection:
                 self._fail(ConnectionResetError(f"server closed the connection before the answer ended ({exc})"))
             else:  # the server's bytes broke HTTP/1.1
                 self._fail(ProtocolError(f"the server's answer is not valid HTTP/1.1: {exc}"))
-            return
-        except Exception as exc:  # noqa: BLE001 - raised again by the reading task
+        except Exception as exc:  # noqa: BLE001 - raised again by the request
             # The connection closed, or on_body refused what came.
             self._fail(exc)
-            return
-        if self._events:
-            self._wake()
 
     def _boundary(self) -> int:
         """Bytes h11 took since the previous boundary (a head ended, a response ended)."""
@@ -337,51 +328,55 @@ class HTTPConnection:
         size, self._consumed = taken - self._consumed, taken
         return size
 
+    def _answered(self, read_ns: int, keep_alive: bool) -> None:
+        head, parts, pending = self._head, self._parts, self._pending
+        self._head, self._parts, self._pending, self._on_body = None, [], None, None
+        if not keep_alive and self._transport is not None:
+            self._transport.close()  # RFC 9112 §9.6: the server closes after this one
+            self._transport = None
+        if head is None:
+            raise ProtocolError("response ended without a head")
+        if pending is not None and not pending.done():
+            pending.set_result(Response(head, b"".join(parts), read_ns))
+
     def _lost(self, exc: Exception | None) -> None:
-        # Events already parsed are still taken first (see _next_event).
         if self._error is None:
             self._error = exc or ConnectionResetError("connection closed")
-        self._wake()
+        self._settle(self._error)
 
     def _fail(self, exc: BaseException) -> None:
         if self._error is None:
             self._error = exc
         if self._transport is not None:
             self._transport.abort()
-        self._wake()
+        self._settle(exc)
 
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+    def _settle(self, exc: BaseException) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.set_exception(exc)
 
     def _time_out(self, timeout: float) -> None:
         self._deadline = None
         self._fail(TimeoutError(f"no complete answer within {timeout:g} s"))
 
-    # -- the reading task ---------------------------------------------------------------
-    async def _next_event(self) -> _TimedEvent:
-        """The next parsed piece and the time its bytes were read."""
-        while not self._events:
-            if self._error is not None:
-                raise self._error
-            if self._transport is None:
-                raise ConnectionResetError("connection closed")
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._events.popleft()
-
+    # -- requests (the client's task) -------------------------------------------------
     async def send(
         self, method: str, target: str, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
-    ) -> None:
-        """Send one request, opening the connection if needed."""
-        await self._ensure_open()
-        assert self._transport is not None
+    ) -> asyncio.Future[Response]:
+        """Send one request, opening the connection if needed; returns the future
+        of its answer (completed by the read callback)."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._h11.our_state is not h11.IDLE:
+            await self._ensure_open()
+            transport = self._transport
+        assert transport is not None
         request = request_bytes(self._h11, method, target, self.authority, headers, body)
+        self._pending = pending = asyncio.get_running_loop().create_future()
+        self._head, self._parts = None, []
         self._on_sent(len(request))
-        self._transport.write(request)
+        transport.write(request)
+        return pending
 
     async def stream(
         self,
@@ -395,19 +390,14 @@ class HTTPConnection:
         the response ends; then return it with an empty body. Any other answer is
         read whole and returned. An exception raised by ``on_body`` ends the
         connection and is raised here. The connection is kept when it may be."""
-        await self.send(method, target, headers)
+        self._streaming = on_body
         try:
-            head = await self._read_head()
-            if head.status != 200:
-                return await self._read_rest(head)
-            self._on_body = on_body
-            self._hand_over_queued()
-            return await self._read_rest(head)
+            return await (await self.send(method, target, headers))
         except BaseException:
             self.close()  # a response abandoned midway leaves the connection unusable
             raise
         finally:
-            self._on_body = None
+            self._streaming = self._on_body = None
 
     async def request(
         self,
@@ -421,11 +411,11 @@ class HTTPConnection:
         """Send a request and read the whole response. ``timeout``: seconds for the
         whole answer, after which the connection is dropped and ``TimeoutError``
         raised (one timer per request, no task)."""
-        await self.send(method, target, headers, body)
+        pending = await self.send(method, target, headers, body)
         if timeout is not None:
             self._deadline = asyncio.get_running_loop().call_later(timeout, self._time_out, timeout)
         try:
-            return await self._read_rest(await self._read_head())
+            return await pending
         except BaseException:
             self.close()
             raise
@@ -434,36 +424,11 @@ class HTTPConnection:
                 self._deadline.cancel()
                 self._deadline = None
 
-    async def _read_head(self) -> ResponseHead:
-        event, _ = await self._next_event()
-        if not isinstance(event, ResponseHead):
-            raise ProtocolError("response ended without a head")
-        return event
-
-    def _hand_over_queued(self) -> None:
-        """Body pieces read together with the head go to ``on_body`` first, in order."""
-        assert self._on_body is not None
-        while self._events and isinstance(self._events[0][0], (bytes, bytearray)):
-            data, read_ns = self._events.popleft()
-            self._on_body(data, read_ns)  # type: ignore[arg-type]
-
-    async def _read_rest(self, head: ResponseHead) -> Response:
-        """Read up to the end of the response whose head was read; the body pieces
-        that did not go to a streaming callback make the body."""
-        parts: list[bytes | bytearray] = []
-        while True:
-            event, read_ns = await self._next_event()
-            if isinstance(event, (bytes, bytearray)):
-                parts.append(event)
-            elif isinstance(event, _End):
-                if not event.keep_alive:
-                    self.close()
-                return Response(head, b"".join(parts), read_ns)
-            else:
-                raise ProtocolError("a second response head before the end of the first")
-
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
         self._transport = None
-        self._events.clear()
+        self._head, self._parts, self._on_body = None, [], None
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.cancel()
