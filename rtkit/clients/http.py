@@ -24,10 +24,12 @@ make it too. :func:`response_head` builds it from h11's event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import h11
 
@@ -165,10 +167,9 @@ def request_bytes(
     space in the target: RFC 9112 §3 and RFC 9110 §5.5 forbid them)."""
     if isinstance(body, str):
         raise TypeError("body must be bytes; encode text first, e.g. body.encode('utf-8')")
-    fields = [("Host", host), *headers]
-    if body or method.upper() in ("POST", "PUT"):
-        fields.append(("Content-Length", str(len(body))))
+    length = len(body) if body or method.upper() in ("POST", "PUT") else None
     try:
+        fields = _checked_fields(host, tuple(headers), length)
         pieces = [conn.send(h11.Request(method=method, target=target, headers=fields))]
         if body:
             pieces.append(conn.send(h11.Data(data=body)))
@@ -176,6 +177,17 @@ def request_bytes(
     except h11.LocalProtocolError as exc:
         raise ValueError(f"cannot send {method} {target!r}: {exc}") from None
     return b"".join(p for p in pieces if p is not None)
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_fields(host: str, headers: tuple[tuple[str, str], ...], length: int | None) -> Any:
+    """The header fields of a request, checked once by h11 and kept: a client
+    sends the same fields on every request, and h11 takes an already checked
+    field list as it is (its ``Headers``, from an event's ``headers``)."""
+    fields = [("Host", host), *headers]
+    if length is not None:
+        fields.append(("Content-Length", str(length)))
+    return h11.Request(method="GET", target="/", headers=fields).headers
 
 
 @dataclass(frozen=True, slots=True)
