@@ -158,3 +158,53 @@ def test_with_every_node_down_it_waits_between_rounds(clients: list[Client]) -> 
     # Both nodes were tried, in turn (their ports are in the connection errors).
     for url in dead:
         assert any(url.rsplit(":", 1)[1] in e for e in client.stats.errors), client.stats.errors
+
+
+# ----------------------------------------------------------------------------- real nodes on Redis
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_node_processes_on_one_redis_fail_over_with_nothing_lost_or_repeated(
+    redis_server: Any, clients: list[Client], transport: str
+) -> None:
+    """Two server processes on a real redis-server; node 0 is killed (SIGKILL)
+    mid-stream. The events are published by an in-kernel server on the same log."""
+    from rtkit.scale import NodeSet
+
+    with NodeSet(2, redis=redis_server.url) as nodes, rtkit.Server(redis=redis_server.url) as publisher:
+        client = make_client(transport, nodes.urls, since=0, **options(transport)).start()
+        clients.append(client)
+        first = [publisher.publish({"n": i}) for i in range(30)]
+        assert client.wait_for(last_id=first[-1], timeout=TIMEOUT), client
+        assert client.url == nodes.urls[0]
+        nodes.kill(0)
+        later = [publisher.publish({"n": i}) for i in range(30, 60)]
+        assert client.wait_for(last_id=later[-1], timeout=TIMEOUT), client
+        assert [r.id for r in client.receipts] == first + later
+        assert [r.data["n"] for r in client.receipts] == list(range(60))
+        assert client.url == nodes.urls[1] and client.resets == [] and client.stats.duplicates == 0
+        client.stop()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_redis_losing_its_history_is_told_as_a_reset(
+    redis_server: Any, clients: list[Client], transport: str
+) -> None:
+    """Redis flushed under a running node: the client's cursor belongs to a
+    history that is gone; it is told (a reset) and takes the new history from 0."""
+    import redis
+
+    with rtkit.Server(redis=redis_server.url, retry_ms=20) as node:
+        client = make_client(transport, node.url, since=0, **options(transport)).start()
+        clients.append(client)
+        old = [node.publish(f"old {i}") for i in range(5)]
+        assert client.wait_for(last_id=old[-1], timeout=TIMEOUT)
+        old_epoch = client.epoch
+        redis.Redis.from_url(redis_server.url).flushall()
+        assert poll_until(lambda: node.log.epoch_of() != old_epoch)
+        new = [node.publish(f"new {i}") for i in range(3)]
+        assert poll_until(lambda: client.resets and client.stats.events >= 8), client
+        assert [r.data for r in client.receipts] == [f"old {i}" for i in range(5)] + [f"new {i}" for i in range(3)]
+        assert [r.id for r in client.receipts][-3:] == new == [1, 2, 3]
+        [reset] = client.resets
+        assert reset.old_epoch == old_epoch and reset.new_epoch == node.log.epoch_of() == client.epoch
