@@ -1,9 +1,9 @@
 """Clients given several node URLs: failing over with nothing lost or repeated.
 
-Nodes of one log are two real servers serving one in-memory log (the in-process
-stand-in for nodes on one Redis: the same ids, the same epoch); each sits
-behind its own NetworkEmulator, whose stop is the node's crash (every
-connection reset, the port refusing). A node that answers 5xx is a real
+Nodes of one log are, first, two in-kernel servers serving one in-memory log
+(the same ids, the same epoch, and fast), each behind its own NetworkEmulator
+whose stop is the node's crash (every connection reset, the port refusing);
+then real node processes on a real redis-server, one killed with SIGKILL. A node that answers 5xx is a real
 loopback HTTP server that refuses everything. Nodes with different histories
 are two servers with their own logs: moving between them is a reset.
 """
