@@ -186,7 +186,7 @@ def test_lifecycle(upstream: Upstream) -> None:
         relay.start()
     port = relay.port
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    relay.wait_for(lambda: relay.open_connections == 1)
+    assert read_exactly(sock, 6) == b"hello\n"  # relayed: the link is up
     relay.stop()
     relay.stop()
     assert refuses_connections(port) and not relay.running
