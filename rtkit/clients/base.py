@@ -477,9 +477,12 @@ class Client(Resource):
             for receipt in receipts:
                 on_receipt(receipt)
         s.events += n
-        self.last_id = max(self.last_id or 0, events[-1].id)
+        newest = events[-1].id
+        if self.last_id is None or newest > self.last_id:
+            self.last_id = newest
         self._failures_in_a_row = 0
-        self._notify_waiters()
+        if self._waiters:
+            self._notify_waiters()
 
     def _notify_waiters(self) -> None:
         # Taking the lock costs more than the rest of a delivery, and nobody waits

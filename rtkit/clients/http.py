@@ -52,6 +52,9 @@ READ_SIZE = 1 << 16
 MAX_HEAD_BYTES = 64 * 1024
 
 _buffers = threading.local()
+#: A read holding one whole chunk and no more is at most this much longer than
+#: the chunk's data: its size line (16 hex digits at most, CRLF) and the CRLF after.
+_ONE_CHUNK_FRAMING = 16 + 2 + 2
 #: h11 events are immutable: one end-of-request serves every request.
 _END_OF_MESSAGE = h11.EndOfMessage()
 
@@ -302,6 +305,11 @@ class HTTPConnection:
                         body = piece  # h11 hands out a fresh bytearray: ours to extend
                     else:
                         body += piece
+                    if (event.chunk_end and len(data) - len(piece) <= _ONE_CHUNK_FRAMING  # type: ignore[union-attr]
+                            and len(conn.trailing_data[0]) == 2):
+                        # RFC 9112 §7.1: a chunk's data is followed by CRLF, and that is
+                        # all this read held: h11 would only drop it and ask for more.
+                        break
                     continue
                 if body is not None:
                     self._on_body(body, read_ns)  # type: ignore[misc,arg-type]  # bytes-like
@@ -325,6 +333,8 @@ class HTTPConnection:
                     raise ConnectionResetError("server closed the idle connection")
                 else:  # an interim 1xx answer: RFC 9110 §15.2, the final one follows
                     self._boundary()
+            if body is not None:
+                self._on_body(body, read_ns)  # type: ignore[misc,arg-type]  # bytes-like
         except h11.RemoteProtocolError as exc:
             if not data:  # RFC 9112 §8: a message cut short by the close is incomplete
                 self._fail(ConnectionResetError(f"server closed the connection before the answer ended ({exc})"))

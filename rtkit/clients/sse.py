@@ -31,6 +31,9 @@ from rtkit.wire.sse import SSEDecoder
 
 __all__ = ["SSEClient"]
 
+#: json.loads without its per-call checks (the data is always a str here).
+_decode = json.JSONDecoder().decode
+
 
 class SSEClient(Client):
     transport = "sse"
@@ -76,7 +79,7 @@ class SSEClient(Client):
         batch: list[Received] = []
         for ev in events:
             try:
-                obj = json.loads(ev.data)
+                obj = _decode(ev.data)
                 if ev.type == "message":
                     batch.append(parse_event(obj))
                     continue
