@@ -1,4 +1,4 @@
-"""The pieces of the Redis log that need no connection: batches, entries, slices, URLs."""
+"""The pieces of the Redis log that need no connection: batches of appends, settings, URLs."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from rtkit.core.clock import now_ns
-from rtkit.log.base import LogEvent, Slice
-from rtkit.log.redis_scripts import Keys, rtkit_id
-from rtkit.log.redis_tail import payload_bytes
+from rtkit.log.base import LogEvent
+from rtkit.log.redis_scripts import Keys
 
-__all__ = ["Pending", "check_settings", "chunk_batch", "event_of", "redact_url", "resolve", "script_args", "store_slice"]
+__all__ = ["Pending", "check_settings", "chunk_batch", "redact_url", "resolve", "script_args"]
 
 #: The URL schemes redis-py's ``from_url`` takes.
 SCHEMES = ("redis", "rediss", "unix")
@@ -55,27 +54,6 @@ def chunk_batch(batch: list[Pending]) -> list[tuple[str, list[Pending]]]:
         chunks[-1].append(p)
         sizes[p.topic] = sizes.get(p.topic, 0) + len(p.data_json)
     return [(topic, chunk) for topic, chunks in by_topic.items() for chunk in chunks]
-
-
-def event_of(topic: str, eid: str, fields: dict[str, str]) -> LogEvent:
-    """The event a stream entry holds (see :mod:`rtkit.log.redis_scripts`)."""
-    return LogEvent(rtkit_id(eid), fields["d"], int(fields["p"]), topic)
-
-
-def store_slice(topic: str, cursor: int, epoch: str, first: int, last: int, entries: list[Any],
-                max_bytes: int | None) -> Slice:
-    """A :class:`Slice` of entries read from Redis after ``cursor`` (``first``/``last``: the
-    topic's oldest retained and newest ids), bounded in bytes as :meth:`Log.after` says."""
-    events: list[LogEvent] = []
-    size = 0
-    for eid, fields in entries:
-        size += payload_bytes(fields["d"])
-        if events and max_bytes is not None and size > max_bytes:
-            break
-        events.append(event_of(topic, eid, fields))
-    end = events[-1].id if events else cursor
-    return Slice(cursor=cursor, events=tuple(events), missed=max(0, first - cursor - 1),
-                 first_retained=first, last_id=last, more=end < last, topic=topic, epoch=epoch)
 
 
 def resolve(queued: list[tuple[Pending, asyncio.Future[LogEvent]]]) -> None:

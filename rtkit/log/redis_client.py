@@ -1,0 +1,182 @@
+"""The Redis log's two clients, and the events it reads out of their raw stream answers.
+
+Every event a node publishes comes back to every node's follower (``XREAD``),
+so what a read costs per event is what the log costs per event. Two things
+keep it small:
+
+- **Raw stream answers.** redis-py turns each stream entry into a tuple and a
+  dict; the clients made here keep ``XREAD``, ``XRANGE`` and ``XREVRANGE``
+  answers as hiredis parsed them (``[entry_id, [field, value, ...]]``), and
+  :func:`events_after` skips the entries a node already holds by id before
+  building anything (a node's own appends, which it put in its tail at once).
+- **Commands packed in C.** redis-py's blocking client packs commands with
+  hiredis when it is installed; its asyncio client packs them in Python (a few
+  µs per argument: an append script call carries two per event). The asyncio
+  client made here packs them with hiredis too.
+
+Entry layout (written by :data:`rtkit.log.redis_scripts.APPEND_SCRIPT`): fields
+``d`` (the payload's JSON), ``p`` (``published_ns``) and ``e`` (the topic's
+epoch when it was added), in that order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.connection import HiredisRespSerializer
+from redis.retry import Retry
+from redis.utils import HIREDIS_AVAILABLE
+
+from rtkit.log.base import LogEvent, Slice
+from rtkit.log.redis_scripts import APPEND_SCRIPT, rtkit_id
+from rtkit.log.redis_tail import payload_bytes
+
+__all__ = ["call_script", "call_script_async", "event_of", "events_after", "make_clients", "store_slice", "streams_of"]
+
+CONNECT_TIMEOUT = 2.0
+SOCKET_TIMEOUT = 5.0
+#: The stream reads whose answers stay as hiredis parsed them.
+RAW_COMMANDS = ("XREAD", "XRANGE", "XREVRANGE")
+
+
+def _raw(response: Any, **_options: Any) -> Any:
+    return response
+
+
+def _pack_in_c(pool: aioredis.ConnectionPool) -> None:
+    """Make the pool's new connections pack commands with hiredis (whatever the URL's
+    scheme chose: TCP, TLS or a Unix socket)."""
+    if not HIREDIS_AVAILABLE:
+        return
+    base = pool.connection_class
+    packer = HiredisRespSerializer()
+
+    def pack_command(self: Any, *args: Any) -> list[bytes]:
+        return packer.pack(*args)
+
+    pool.connection_class = type(f"CPacked{base.__name__}", (base,), {"pack_command": pack_command})
+
+
+def make_clients(url: str) -> tuple[aioredis.Redis, redis.Redis]:
+    """The asyncio client (the server loop's: the follower, appends made on the loop) and
+    the blocking one (appends from other threads) for ``url``; nothing is sent yet.
+
+    Neither retries a command (``Retry(NoBackoff(), 0)``): an append whose answer was lost
+    may have run, and is never sent twice."""
+    options: dict[str, Any] = {
+        "decode_responses": True, "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": SOCKET_TIMEOUT, "retry": Retry(NoBackoff(), 0),
+    }
+    aio = aioredis.Redis.from_url(url, **options)
+    sync = redis.Redis.from_url(url, **options)
+    _pack_in_c(aio.connection_pool)
+    for command in RAW_COMMANDS:
+        aio.set_response_callback(command, _raw)
+        sync.set_response_callback(command, _raw)
+    return aio, sync
+
+
+def call_script(sync: redis.Redis, sha: str, calls: list[list[Any]]) -> tuple[list[Any], str]:
+    """``EVALSHA sha`` of :data:`~rtkit.log.redis_scripts.APPEND_SCRIPT` with each argument
+    list of ``calls``: one alone (the usual case; a pipeline costs more), several in one
+    pipeline. An error answer is returned in its place, not raised; connection errors
+    raise. If Redis forgot the script (it restarted), none of the calls ran: it is loaded
+    again and they all go again. Returns the answers and the script's sha."""
+    def run() -> list[Any]:
+        if len(calls) == 1:
+            try:
+                return [sync.evalsha(sha, *calls[0])]
+            except redis.ResponseError as exc:
+                return [exc]
+        pipe = sync.pipeline(transaction=False)
+        for args in calls:
+            pipe.evalsha(sha, *args)
+        return list(pipe.execute(raise_on_error=False))
+
+    results = run()
+    if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+        sha = str(sync.script_load(APPEND_SCRIPT))
+        results = run()
+    return results, sha
+
+
+async def call_script_async(aio: aioredis.Redis, sha: str, calls: list[list[Any]]) -> tuple[list[Any], str]:
+    """:func:`call_script` on the asyncio client."""
+    async def run() -> list[Any]:
+        if len(calls) == 1:
+            try:
+                return [await aio.evalsha(sha, *calls[0])]
+            except redis.ResponseError as exc:
+                return [exc]
+        pipe = aio.pipeline(transaction=False)
+        for args in calls:
+            pipe.evalsha(sha, *args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    results = await run()
+    if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+        sha = str(await aio.script_load(APPEND_SCRIPT))
+        results = await run()
+    return results, sha
+
+
+def streams_of(answer: Any) -> list[tuple[str, list[Any]]]:
+    """``(stream key, raw entries)`` of a raw ``XREAD`` answer: a map in RESP3, a list of
+    pairs in RESP2, None when the blocking read timed out."""
+    if not answer:
+        return []
+    return list(answer.items()) if isinstance(answer, dict) else [(key, entries) for key, entries in answer]
+
+
+def _fields(values: list[str]) -> tuple[str, str, str | None]:
+    """``(d, p, e)`` of one entry's field list (``e`` is None in an entry written before
+    entries carried their epoch)."""
+    if len(values) >= 4 and values[0] == "d" and values[2] == "p":  # the script's order
+        return values[1], values[3], values[5] if len(values) >= 6 and values[4] == "e" else None
+    fields = dict(zip(values[::2], values[1::2]))
+    return fields["d"], fields["p"], fields.get("e")
+
+
+def event_of(topic: str, entry: list[Any]) -> LogEvent:
+    """The event one raw stream entry holds."""
+    data, published, _ = _fields(entry[1])
+    return LogEvent(rtkit_id(entry[0]), data, int(published), topic)
+
+
+def events_after(topic: str, entries: list[Any], last: int, epoch: str) -> tuple[list[LogEvent], bool]:
+    """The events of raw ``entries`` (in id order) with ids after ``last``, and whether an
+    entry of an epoch other than ``epoch`` came first (the topic's history was replaced
+    in Redis: the caller loads it again instead). Entries at or before ``last`` are
+    skipped by id alone; when the newest is one of them, in O(1)."""
+    if not entries or rtkit_id(entries[-1][0]) <= last:
+        return [], False
+    events: list[LogEvent] = []
+    for entry_id, values in entries:
+        event_id = rtkit_id(entry_id)
+        if event_id <= last:
+            continue
+        data, published, entry_epoch = _fields(values)
+        if entry_epoch is not None and entry_epoch != epoch:
+            return events, True
+        events.append(LogEvent(event_id, data, int(published), topic))
+    return events, False
+
+
+def store_slice(topic: str, cursor: int, epoch: str, first: int, last: int, entries: list[Any],
+                max_bytes: int | None) -> Slice:
+    """A :class:`Slice` of raw entries read from Redis after ``cursor`` (``first``/``last``:
+    the topic's oldest retained and newest ids), bounded in bytes as :meth:`Log.after` says."""
+    events: list[LogEvent] = []
+    size = 0
+    for entry in entries:
+        event = event_of(topic, entry)
+        size += payload_bytes(event.data_json)
+        if events and max_bytes is not None and size > max_bytes:
+            break
+        events.append(event)
+    end = events[-1].id if events else cursor
+    return Slice(cursor=cursor, events=tuple(events), missed=max(0, first - cursor - 1),
+                 first_retained=first, last_id=last, more=end < last, topic=topic, epoch=epoch)
