@@ -79,6 +79,7 @@ from rtkit.log.base import (
 )
 from rtkit.log.redis_batch import Pending, redact_url
 from rtkit.log.redis_client import (
+    Links,
     call_script,
     call_script_async,
     event_of,
@@ -140,6 +141,7 @@ class RedisLog(Log):
         self._tails = Tails(capacity, max_bytes)
         self._sync: redis.Redis | None = None
         self._aio: aioredis.Redis | None = None
+        self._links: Links | None = None
         self._sha = ""
         self._generation: str | None = None
         self._generation_due = 0.0  # loop time of the follower's next generation check
@@ -178,6 +180,7 @@ class RedisLog(Log):
         """Connect, make the declared topics exist, load every topic's tail, start following.
         Raises :class:`LogUnavailable` naming the URL when Redis cannot be reached."""
         self._aio, self._sync = make_clients(self.url)
+        self._links = Links(self._aio, self._sync)
         try:
             await self._load_all()
         except (*_DOWN, redis.RedisError) as exc:
@@ -201,8 +204,9 @@ class RedisLog(Log):
                     await asyncio.wait_for(asyncio.shield(follower), 0.25)
                 if follower.done() or last_resort:
                     break
-                with contextlib.suppress(*_DOWN, redis.RedisError):
-                    await self._aio.connection_pool.disconnect()
+                if self._links is not None:
+                    with contextlib.suppress(*_DOWN, redis.RedisError):
+                        await self._links.follow.close()
         for task in (self._follower, self._awriter):
             if task is not None and not task.done():
                 task.cancel()
@@ -216,7 +220,10 @@ class RedisLog(Log):
         for _, fut in queued:
             if not fut.done():
                 fut.set_exception(LogUnavailable("the Redis log was closed before the event was published"))
-        aio, sync, self._aio, self._sync = self._aio, self._sync, None, None
+        aio, sync, links, self._aio, self._sync, self._links = self._aio, self._sync, self._links, None, None, None
+        if links is not None:
+            with contextlib.suppress(*_DOWN, redis.RedisError):
+                await links.close()
         if aio is not None:
             await aio.aclose()
         if sync is not None:
@@ -342,6 +349,8 @@ class RedisLog(Log):
             await self._aio.connection_pool.disconnect(inuse_connections=False)
         if self._sync is not None:
             self._sync.connection_pool.disconnect(inuse_connections=False)
+        if self._links is not None:
+            self._links.expire()
 
     async def _follow_once(self) -> None:
         """One blocking read of every stream, and what it brought into the tails.
@@ -350,23 +359,24 @@ class RedisLog(Log):
         most every :data:`_GENERATION_EVERY` seconds, not on every read: what is read in
         between cannot be mistaken for the old history, since every entry and every
         ``topics:log`` record carries its epoch."""
-        aio = self._aio
-        assert aio is not None
+        assert self._links is not None
         keys = self._keys
         streams = {self._wake_key: "0-0", keys.topics_log: self._topics_cursor,
                    **{keys.stream(t): entry_id(last) for t, last in self._tails.cursors().items()}}
+        read = ("XREAD", "COUNT", _READ_COUNT, "BLOCK", _BLOCK_MS, "STREAMS", *streams, *streams.values())
         loop = asyncio.get_running_loop()
-        if loop.time() >= self._generation_due:
-            pipe = aio.pipeline(transaction=False)
-            pipe.xread(streams, count=_READ_COUNT, block=_BLOCK_MS)  # type: ignore[arg-type]
-            pipe.get(keys.generation)  # runs after the read returns
-            answer, generation = await pipe.execute()
+        check = loop.time() >= self._generation_due
+        answers = await self._links.follow.call([read, ("GET", keys.generation)] if check else [read],
+                                                extra_wait=_BLOCK_MS / 1000)
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        if check:
             self._generation_due = loop.time() + _GENERATION_EVERY
-            if generation != self._generation:
+            if answers[1] != self._generation:  # the GET ran after the read returned
                 self._resync_all = True  # flushed or restarted empty: load everything again
                 return
-        else:
-            answer = await aio.xread(streams, count=_READ_COUNT, block=_BLOCK_MS)  # type: ignore[arg-type]
+        answer = answers[0]
         stream_prefix = keys.stream("")
         for key, entries in streams_of(answer):
             if key == self._wake_key:
@@ -443,12 +453,11 @@ class RedisLog(Log):
 
     def _write_blocking(self, batch: list[Pending]) -> None:
         try:
-            sync = self._sync
-            if sync is None:
+            if self._links is None:
                 raise LogUnavailable(f"the Redis log for {self.shown_url} was closed")
             chunks = rb.chunk_batch(batch)
             try:
-                results = self._run_blocking(sync, chunks)
+                results = self._run_blocking(chunks)
             except _DOWN as exc:
                 raise self._unavailable(exc, "the event was not published (not acknowledged)") from None
             for (topic, chunk), result in zip(chunks, results):
@@ -464,17 +473,20 @@ class RedisLog(Log):
                 if p.event is None and p.error is None:
                     p.error = exc
 
-    def _run_blocking(self, sync: redis.Redis, chunks: list[tuple[str, list[Pending]]]) -> list[Any]:
-        results, self._sha = call_script(sync, self._sha, [self._script_args(t, c) for t, c in chunks])
+    def _run_blocking(self, chunks: list[tuple[str, list[Pending]]]) -> list[Any]:
+        """The script calls of ``chunks`` on the blocking link (hold the writer lock)."""
+        assert self._links is not None
+        results, self._sha = call_script(self._links.append, self._sha, [self._script_args(t, c) for t, c in chunks])
         return results
 
     async def _write_async(self, batch: list[Pending]) -> None:
-        aio = self._aio
-        assert aio is not None
+        links = self._links
+        if links is None:
+            raise LogUnavailable(f"the Redis log for {self.shown_url} was closed")
         chunks = rb.chunk_batch(batch)
         try:
             calls = [self._script_args(t, c) for t, c in chunks]
-            results, self._sha = await call_script_async(aio, self._sha, calls)
+            results, self._sha = await call_script_async(links.append_async, self._sha, calls)
         except _DOWN as exc:
             error = self._unavailable(exc, "the event was not published (not acknowledged)")
             for p in batch:
@@ -532,7 +544,8 @@ class RedisLog(Log):
             return
         assert self._sync is not None
         try:
-            [result] = self._run_blocking(self._sync, [(name, [])])
+            with self._writer_lock:
+                [result] = self._run_blocking([(name, [])])
             if isinstance(result, Exception):
                 raise self._script_error(result)
             self._load_blocking(name)
