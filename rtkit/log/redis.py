@@ -28,18 +28,14 @@ How it works (docs/design.md, section 8; the key layout is in
   the ``topics:log`` stream it also follows.
 - **Epochs.** Each topic's epoch is stored in Redis beside its counter, and in
   every stream entry. Redis restarted empty or flushed loses both: the next
-  node to touch the topic makes a new epoch, and every node notices (an entry
-  or a ``topics:log`` record of another epoch; the data set's ``generation``
-  token, read at most every half second, changed or went missing; or its
-  connection dropped) and starts the topic's tail again in the new epoch. It
-  then tells its reset listeners, so the server's streams of that topic send
-  their clients a reset and go on from the new epoch. A Redis that came back
-  with *less* than a node served in the same epoch (restored from an older
-  copy: an append-only file that lost its last second, a backup) would hand
-  those ids out again for other events: the node that notices (Redis's newest
-  id is behind its tail, or differs from it) gives the topic a new epoch in
-  Redis (:data:`~rtkit.log.redis_scripts.RENEW_EPOCH_SCRIPT`), and every node
-  resets it as for a flush.
+  node to touch the topic makes a new epoch; every node notices (an entry or a
+  ``topics:log`` record of another epoch, the data set's ``generation`` token
+  gone or new, its connection dropped), starts the topic's tail again in the
+  new epoch and tells its reset listeners (the server's streams of the topic
+  send a reset). A Redis that came back with *less* than a node served in the
+  same epoch (restored from an older copy) would hand those ids out again:
+  the node that notices gives the topic a new epoch in Redis
+  (:data:`~rtkit.log.redis_scripts.RENEW_EPOCH_SCRIPT`), a reset everywhere.
 - **Redis lost.** Appends raise :class:`~rtkit.core.exceptions.LogUnavailable`
   naming the URL (the event was not acknowledged); failure listeners are told,
   so the server ends its streams and clients reconnect; the tail keeps serving
@@ -88,13 +84,7 @@ from rtkit.log.redis_client import (
     store_slice,
     streams_of,
 )
-from rtkit.log.redis_scripts import (
-    APPEND_SCRIPT,
-    RENEW_EPOCH_SCRIPT,
-    TOO_MANY_TOPICS,
-    Keys,
-    entry_id,
-)
+from rtkit.log.redis_scripts import APPEND_SCRIPT, RENEW_EPOCH_SCRIPT, Keys, entry_id
 from rtkit.log.redis_tail import Tails
 
 __all__ = ["RedisLog", "redact_url"]
@@ -171,10 +161,7 @@ class RedisLog(Log):
         return self._available
 
     def _unavailable(self, exc: BaseException, doing: str) -> LogUnavailable:
-        return LogUnavailable(
-            f"{doing}: Redis at {self.shown_url} cannot be reached ({type(exc).__name__}: {exc}); "
-            f"check that it runs (rtkit.scale.start_redis() starts one) and that the URL is right"
-        )
+        return rb.unavailable(self.shown_url, exc, doing)
 
     async def open(self) -> None:
         """Connect, make the declared topics exist, load every topic's tail, start following.
@@ -529,13 +516,7 @@ class RedisLog(Log):
 
     def _script_error(self, result: Exception) -> BaseException:
         """What an append or a create learns from the script's error answer."""
-        if TOO_MANY_TOPICS in str(result):
-            return ValueError(
-                f"too many topics: this Redis already holds max_topics={self.max_topics} "
-                f"(ServerConfig(max_topics=...)); use one of: {', '.join(self.topics())}")
-        if isinstance(result, _DOWN):
-            return self._unavailable(result, "the event was not published (not acknowledged)")
-        return LogUnavailable(f"Redis at {self.shown_url} refused the write: {result}")
+        return rb.script_error(result, self.shown_url, self.max_topics, self.topics())
 
     def create_topic(self, name: str) -> None:
         """Make ``name`` exist in Redis (empty, ids from 1) and known here; harmless if it exists."""

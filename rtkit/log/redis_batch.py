@@ -7,11 +7,15 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from rtkit.core.clock import now_ns
-from rtkit.log.base import LogEvent
-from rtkit.log.redis_scripts import Keys
+import redis
 
-__all__ = ["Pending", "check_settings", "chunk_batch", "redact_url", "resolve", "script_args"]
+from rtkit.core.clock import now_ns
+from rtkit.core.exceptions import LogUnavailable
+from rtkit.log.base import LogEvent
+from rtkit.log.redis_scripts import TOO_MANY_TOPICS, Keys
+
+__all__ = ["Pending", "check_settings", "chunk_batch", "redact_url", "resolve", "script_args", "script_error",
+           "unavailable"]
 
 #: The URL schemes redis-py's ``from_url`` takes.
 SCHEMES = ("redis", "rediss", "unix")
@@ -44,6 +48,10 @@ class Pending:
 
 def chunk_batch(batch: list[Pending]) -> list[tuple[str, list[Pending]]]:
     """A batch of appends as script calls: per topic in order, bounded in events and bytes."""
+    if len(batch) <= CHUNK_EVENTS:  # the usual batch: one topic, one call
+        topic = batch[0].topic if batch else ""
+        if all(p.topic == topic for p in batch) and sum(len(p.data_json) for p in batch) <= CHUNK_BYTES:
+            return [(topic, batch)] if batch else []
     by_topic: dict[str, list[list[Pending]]] = {}
     sizes: dict[str, int] = {}
     for p in batch:
@@ -89,3 +97,21 @@ def script_args(keys: Keys, topic: str, pending: list[Pending], max_topics: int,
     for p in pending:
         args += [p.data_json, p.published_ns]
     return args
+
+
+def unavailable(shown_url: str, exc: BaseException, doing: str) -> LogUnavailable:
+    """The error for ``doing`` failing because the Redis at ``shown_url`` cannot be reached."""
+    return LogUnavailable(
+        f"{doing}: Redis at {shown_url} cannot be reached ({type(exc).__name__}: {exc}); "
+        f"check that it runs (rtkit.scale.start_redis() starts one) and that the URL is right"
+    )
+
+
+def script_error(result: Exception, shown_url: str, max_topics: int, topics: list[str]) -> BaseException:
+    """What an append or a create learns from the append script's error answer ``result``."""
+    if TOO_MANY_TOPICS in str(result):
+        return ValueError(f"too many topics: this Redis already holds max_topics={max_topics} "
+                          f"(ServerConfig(max_topics=...)); use one of: {', '.join(topics)}")
+    if isinstance(result, (redis.ConnectionError, redis.TimeoutError, OSError)):
+        return unavailable(shown_url, result, "the event was not published (not acknowledged)")
+    return LogUnavailable(f"Redis at {shown_url} refused the write: {result}")

@@ -37,7 +37,7 @@ def payload_bytes(data_json: str) -> int:
 class Tail:
     """Events ``first .. last`` of ``topic`` in ``epoch`` (``first == last + 1`` when empty)."""
 
-    __slots__ = ("_ring", "bytes", "capacity", "epoch", "first", "last", "max_bytes", "store_first", "topic")
+    __slots__ = ("_ring", "_sizes", "bytes", "capacity", "epoch", "first", "last", "max_bytes", "store_first", "topic")
 
     def __init__(self, topic: str, epoch: str, capacity: int, max_bytes: int | None, *,
                  last_id: int = 0, store_first: int = 1) -> None:
@@ -46,6 +46,7 @@ class Tail:
         self.capacity = capacity
         self.max_bytes = max_bytes
         self._ring: list[LogEvent | None] = [None] * capacity
+        self._sizes: list[int] = [0] * capacity  # payload bytes of each slot's event
         self.last = last_id
         self.first = last_id + 1
         self.bytes = 0
@@ -76,37 +77,35 @@ class Tail:
         and everything after it are left for the follower to bring in order.
         """
         new: list[LogEvent] = []
+        cap, max_bytes = self.capacity, self.max_bytes
         for event in events:
-            if event.id <= self.last:
+            event_id = event.id
+            if event_id <= self.last:
                 continue
-            if event.id != self.last + 1:
+            if event_id != self.last + 1:
                 if not gaps:
                     break
-                self._ring = [None] * self.capacity
-                self.first = event.id
-                self.store_first = max(self.store_first, event.id)
+                self._ring, self._sizes = [None] * cap, [0] * cap
+                self.first = event_id
+                self.store_first = max(self.store_first, event_id)
                 self.bytes = 0
-            self._push(event)
+            if self.last - self.first + 1 == cap:
+                self._drop_oldest()
+            size = payload_bytes(event.data_json)
+            slot = event_id % cap
+            self._ring[slot], self._sizes[slot] = event, size
+            self.last = event_id
+            self.bytes += size
+            if max_bytes is not None:
+                while self.bytes > max_bytes and self.last > self.first:
+                    self._drop_oldest()
             new.append(event)
         return new
 
-    def _push(self, event: LogEvent) -> None:
-        cap = self.capacity
-        if len(self) == cap:
-            self._drop_oldest()
-        self._ring[event.id % cap] = event
-        self.last = event.id
-        self.bytes += payload_bytes(event.data_json)
-        if self.max_bytes is not None:
-            while self.bytes > self.max_bytes and len(self) > 1:
-                self._drop_oldest()
-
     def _drop_oldest(self) -> None:
         slot = self.first % self.capacity
-        old = self._ring[slot]
-        assert old is not None
         self._ring[slot] = None
-        self.bytes -= payload_bytes(old.data_json)
+        self.bytes -= self._sizes[slot]
         self.first += 1
 
     def slice(self, cursor: int, limit: int | None, max_bytes: int | None) -> Slice:

@@ -73,15 +73,16 @@ def _expect(proc: subprocess.Popen[str], word: str) -> str:
 
 
 # -- 1. events per second through Redis from several processes ------------------------------------
-def publish_throughput(redis_url: str, *, processes: int = 2, seconds: float = 3.0, burst: int = 200,
+def publish_throughput(redis_url: str | None, *, processes: int = 2, seconds: float = 3.0, burst: int = 200,
                        topic: str = "bench-throughput") -> dict[str, Any]:
     """``processes`` node processes publish through the Redis log as fast as they can for
     ``seconds`` (each keeps ``burst`` appends in flight on its loop, so they batch), all at
-    once. Returns events/s in all, per process, and whether every id was issued exactly once."""
-    import redis
+    once. Returns events/s in all, per process, and whether every id was issued exactly once.
 
-    helpers = [_helper("publish", "--redis", redis_url, "--seconds", str(seconds), "--burst", str(burst),
-                       "--topic", topic) for _ in range(processes)]
+    With ``redis_url`` None each process publishes the same way into an in-memory log of its
+    own (nothing shared): the baseline, what the same processes do without the Redis hop."""
+    helpers = [_helper("publish", *(("--redis", redis_url) if redis_url else ()), "--seconds", str(seconds),
+                       "--burst", str(burst), "--topic", topic) for _ in range(processes)]
     try:
         for proc in helpers:
             _expect(proc, "ready")
@@ -93,17 +94,23 @@ def publish_throughput(redis_url: str, *, processes: int = 2, seconds: float = 3
     finally:
         for proc in helpers:
             _close_helper(proc)
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        last_id = int(client.hget(f"rtkit:topic:{topic}", "last_id") or 0)
-    finally:
-        client.close()
     total = sum(r["count"] for r in results)
     span = max(r["seconds"] for r in results)
     ids = sorted(i for r in results for i in r["ids_sample"])
+    if redis_url is None:
+        every_id_once = all(r["ids_sample"] == sorted(set(r["ids_sample"])) for r in results)
+    else:
+        import redis
+
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            last_id = int(client.hget(f"rtkit:topic:{topic}", "last_id") or 0)
+        finally:
+            client.close()
+        every_id_once = last_id == total and len(ids) == len(set(ids))
     return {"events_per_s": total / span if span else math.nan, "events": total, "seconds": span,
             "processes": processes, "burst": burst, "per_process": [r["count"] / r["seconds"] for r in results],
-            "every_id_once": last_id == total and len(ids) == len(set(ids))}
+            "every_id_once": every_id_once, "store": "redis" if redis_url else "memory"}
 
 
 def _close_helper(proc: subprocess.Popen[str]) -> None:
@@ -135,10 +142,13 @@ async def _publish_for(log: Any, seconds: float, burst: int, topic: str) -> tupl
 
 def _publish_main(args: argparse.Namespace) -> int:
     from rtkit.core.loopthread import LoopThread
+    from rtkit.log.base import Log
+    from rtkit.log.memory import MemoryLog
     from rtkit.log.redis import RedisLog
 
+    log: Log
     thread = LoopThread("bench-publisher").start()
-    log = RedisLog(args.redis, topics=[args.topic])
+    log = RedisLog(args.redis, topics=[args.topic]) if args.redis else MemoryLog(topics=[args.topic])
     try:
         thread.run(log.open(), 20)
         print("ready", flush=True)
@@ -381,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rtkit.scale.bench")
     sub = p.add_subparsers(dest="command", required=True)
     pub = sub.add_parser("publish")
-    pub.add_argument("--redis", required=True)
+    pub.add_argument("--redis", help="the Redis URL (without it: an in-memory log of its own)")
     pub.add_argument("--seconds", type=float, default=3.0)
     pub.add_argument("--burst", type=int, default=200)
     pub.add_argument("--topic", default="bench-throughput")
