@@ -231,18 +231,23 @@ def events_after(topic: str, entries: list[Any], last: int, epoch: str) -> tuple
     """The events of raw ``entries`` (in id order) with ids after ``last``, and whether an
     entry of an epoch other than ``epoch`` came first (the topic's history was replaced
     in Redis: the caller loads it again instead). Entries at or before ``last`` are
-    skipped by id alone; when the newest is one of them, in O(1)."""
+    skipped by id alone; when the newest is one of them, in O(1). (The follower's loop:
+    every event another node makes passes here, so the script's layout is read inline.)"""
     if not entries or rtkit_id(entries[-1][0]) <= last:
         return [], False
     events: list[LogEvent] = []
+    append = events.append
     for entry_id, values in entries:
-        event_id = rtkit_id(entry_id)
+        event_id = int(entry_id[2:]) if entry_id.startswith("0-") else rtkit_id(entry_id)
         if event_id <= last:
             continue
-        data, published, entry_epoch = _fields(values)
+        if len(values) == 6 and values[4] == "e" and values[0] == "d" and values[2] == "p":
+            data, published, entry_epoch = values[1], values[3], values[5]
+        else:
+            data, published, entry_epoch = _fields(values)
         if entry_epoch is not None and entry_epoch != epoch:
             return events, True
-        events.append(LogEvent(event_id, data, int(published), topic))
+        append(LogEvent(event_id, data, int(published), topic))
     return events, False
 
 

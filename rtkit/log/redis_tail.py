@@ -91,7 +91,8 @@ class Tail:
                 self.bytes = 0
             if self.last - self.first + 1 == cap:
                 self._drop_oldest()
-            size = payload_bytes(event.data_json)
+            data = event.data_json
+            size = len(data) if data.isascii() else len(data.encode("utf-8"))  # payload_bytes, inline
             slot = event_id % cap
             self._ring[slot], self._sizes[slot] = event, size
             self.last = event_id

@@ -69,6 +69,9 @@ def _expect(proc: subprocess.Popen[str], word: str) -> str:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith(word):
+        if not line:  # it closed its output: it is ending, and its error output says why
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
         err = proc.stderr.read() if proc.stderr is not None and proc.poll() is not None else ""
         raise RuntimeError(f"bench helper said {line.strip()!r} instead of {word!r}: {err[-800:]}")
     return line[len(word):].strip()
