@@ -122,10 +122,11 @@ def test_own_appends_reach_listeners_without_waiting_for_the_follower(make_node:
         assert [a.log.append(i).id for i in range(3)] == [1, 2, 3]
         assert a.heard == [1, 2, 3]  # heard at once, from a's own appends
         assert [e.data for e in a.log.after(0).events] == [0, 1, 2]
-        assert b.log.append("from b").id == 4  # another node's event, not read by a yet
+        wait_until(lambda: b.log.last_id == 3, 10)  # b is not held: its follower read a's events
+        assert b.log.append("from b").id == 4  # another node's event, not read by a yet ...
+        assert b.log.last_id >= 4 and 4 in b.heard  # ... but on b at once: it follows what b held
         assert a.log.append("after b").id == 5  # a's own, but 4 is missing before it: held back
         assert a.heard == [1, 2, 3] and a.log.last_id == 3
-        assert b.log.last_id >= 4  # b is not held: its own event is there (5 when its follower read it)
     wait_until(lambda: a.log.last_id == 5, 10)  # the follower caught up, in id order
     assert [e.data for e in a.log.after(0).events] == [0, 1, 2, "from b", "after b"]
     wait_until(lambda: len(b.heard) == 5, 10)
