@@ -3,6 +3,8 @@ with its in-memory baseline, and what it counts is right (no speed is asserted).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from rtkit.scale import NodeSet, RedisServer
@@ -40,3 +42,11 @@ def test_a_node_set_without_redis_is_one_node() -> None:
         NodeSet(2, redis=None)
     with pytest.raises(ValueError, match="Redis URL"):
         NodeSet(1, redis="localhost:6379")
+
+
+def test_helpers_run_this_rtkit_whatever_the_working_directory(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    decoy = tmp_path / "rtkit"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy rtkit was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    assert publish_throughput(None, processes=1, seconds=0.1, burst=10)["events"] > 0

@@ -246,6 +246,24 @@ def test_node_processes_kill_restart_stop(redis_server: RedisServer) -> None:
     assert refuses_connections(port)
 
 
+def test_nodes_run_this_rtkit_whatever_the_working_directory(redis_server: RedisServer, tmp_path: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m`` imports from the working directory first: a node started next to another
+    rtkit checkout must still run this one (here a decoy that cannot be imported)."""
+    decoy = tmp_path / "rtkit"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy rtkit was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    with NodeSet(1, redis=redis_server.url) as shared, NodeSet(1, redis=None) as alone:
+        for url in (shared.urls[0], alone.urls[0]):
+            status, answer = call(f"{url}/publish", {"x": 1})
+            assert status == 200 and answer["id"] == 1
+        # the node without Redis keeps its own log: the shared node does not see its event
+        assert poll(shared.urls[0], 0)["last_id"] == 1 and poll(alone.urls[0], 0)["last_id"] == 1
+        status, _ = call(f"{shared.urls[0]}/publish", {"x": 2})
+        assert poll(alone.urls[0], 0)["last_id"] == 1
+
+
 def test_node_start_failure_says_why(tmp_path: Any) -> None:
     with RedisServer() as server:
         url = server.url

@@ -8,8 +8,9 @@ How it works (docs/design.md, section 8; the key layout is in
   id of its topic and adds it as entry ``0-N``, atomically, so ids are strictly
   increasing per topic across every node and process. Appends are batched: what
   queued while one round trip was in flight goes in the next one (one script call
-  per topic in one pipeline), from other threads on a blocking client and on the
-  server loop on an asyncio client.
+  per topic, all in one write), from other threads on a blocking connection and
+  on the server loop on an asyncio one (:mod:`rtkit.log.redis_client`: the hot
+  paths' connections, raw answers, commands packed in C).
 - **Following.** On the server loop each node reads every topic's stream with
   ``XREAD BLOCK`` into a :class:`~rtkit.log.redis_tail.Tail` (the newest
   ``capacity`` events and ``max_bytes``, as Redis keeps), and calls the log's

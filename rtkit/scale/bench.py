@@ -60,8 +60,10 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def _helper(*args: str) -> subprocess.Popen[str]:
+    # cwd: ``python -m`` puts the working directory first on sys.path, so a helper started
+    # elsewhere could import another rtkit checkout lying there instead of this one
     return subprocess.Popen([sys.executable, "-m", "rtkit.scale.bench", *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=_ROOT)
 
 
 def _expect(proc: subprocess.Popen[str], word: str) -> str:
@@ -251,6 +253,10 @@ class Subscribers:
         """The round's one-way latencies in µs, one per receipt (waits for the round)."""
         return list(json.loads(_expect(self._proc, "result"))["latencies_us"])
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def close(self) -> None:
         _close_helper(self._proc)
 
@@ -317,6 +323,7 @@ def fanout_on_nodes(redis_url: str | None, *, per_transport: int = 2500, nodes: 
         for group in groups:
             group.expect(n_msgs)
         cpu0 = _cpu_seconds(node_set.pids[:nodes])
+        clients_cpu0 = _cpu_seconds([group.pid for group in groups])
         t0 = time.perf_counter()
         for seq in range(n_msgs):
             delay = t0 + seq / rate - time.perf_counter()
@@ -328,7 +335,9 @@ def fanout_on_nodes(redis_url: str | None, *, per_transport: int = 2500, nodes: 
             else:
                 _post(urls[0], payload)
         results = [group.result() for group in groups]
-        cpu["nodes_cpu_s"] = _cpu_seconds(node_set.pids[:nodes]) - cpu0
+        cpu["nodes_cpu_s"] = _cpu_seconds(node_set.pids[:nodes]) - cpu0  # during the round, all nodes
+        cpu["subscribers_cpu_s"] = _cpu_seconds([group.pid for group in groups]) - clients_cpu0
+        cpu["round_s"] = time.perf_counter() - t0
     finally:
         for group in groups:
             group.close()

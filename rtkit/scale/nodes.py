@@ -162,6 +162,7 @@ class NodeSet(Resource):
             [sys.executable, "-m", "rtkit.scale.node", *self._args, "--port", str(node.port)],
             stdin=subprocess.PIPE, stdout=node.log_file, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,  # a Ctrl-C in the kernel is not theirs
+            cwd=_RTKIT_ROOT,  # `python -m` imports from the working directory first: this rtkit's
         )
 
     def _wait_ready(self, node: _Node) -> None:
