@@ -1,12 +1,14 @@
-"""The Redis log's two clients, and the events it reads out of their raw stream answers.
+"""How the Redis log talks to Redis: its clients, its hot paths' connections, and the
+events it reads out of raw stream answers.
 
 Every event a node publishes comes back to every node's follower (``XREAD``),
-so what a read costs per event is what the log costs per event. Two things
+so what a read costs per event is what the log costs per event. Three things
 keep it small:
 
 - **Raw stream answers.** redis-py turns each stream entry into a tuple and a
   dict; the clients made here keep ``XREAD``, ``XRANGE`` and ``XREVRANGE``
-  answers as hiredis parsed them (``[entry_id, [field, value, ...]]``), and
+  answers as hiredis parsed them (``[entry_id, [field, value, ...]]``; an
+  ``XREAD`` answer is a map in RESP3, see :func:`streams_of`), and
   :func:`events_after` skips the entries a node already holds by id before
   building anything (a node's own appends, which it put in its tail at once).
 - **Commands packed in C.** redis-py's blocking client packs commands with
@@ -18,8 +20,9 @@ keep it small:
   ``send_packed_command``, ``read_response``: the URL's authentication, TLS and
   database as for the client) without the client's pool, retries and
   per-command instrumentation, which cost as much CPU again as the command
-  (measured here: ~220 µs of CPU per blocking ``EVALSHA`` through the client,
-  ~120 µs on a connection of its own; ~400 µs per follower read, ~200 µs).
+  (measured on the shared 2-core machine: ~220 µs of CPU per blocking
+  ``EVALSHA`` through the client, ~120 µs on a connection of its own; ~400 µs
+  per follower read through the asyncio client, ~200 µs on its own connection).
 
 Entry layout (written by :data:`rtkit.log.redis_scripts.APPEND_SCRIPT`): fields
 ``d`` (the payload's JSON), ``p`` (``published_ns``) and ``e`` (the topic's
@@ -41,7 +44,10 @@ from rtkit.log.base import LogEvent, Slice
 from rtkit.log.redis_scripts import APPEND_SCRIPT, rtkit_id
 from rtkit.log.redis_tail import payload_bytes
 
-__all__ = ["AsyncLink", "Link", "Links", "call_script", "call_script_async", "event_of", "events_after", "make_clients", "store_slice", "streams_of"]
+__all__ = [
+    "AsyncLink", "Link", "Links", "call_script", "call_script_async", "event_of", "events_after",
+    "make_clients", "store_slice", "streams_of",
+]
 
 CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 5.0
@@ -123,12 +129,14 @@ class Link:
 
 class AsyncLink:
     """:class:`Link` on the asyncio client (the server loop's). ``timeout``: seconds to
-    wait for each answer (the follower's blocking read adds its block time); sending a
-    small command is not timed, so no task is made per send."""
+    wait for each answer (the follower's blocking read adds its block time). Without
+    ``timed_sends`` a send is not timed, so no task is made per send: for small commands
+    only (the follower's reads), which a socket buffer takes at once."""
 
-    def __init__(self, client: aioredis.Redis, timeout: float) -> None:
+    def __init__(self, client: aioredis.Redis, timeout: float, *, timed_sends: bool = True) -> None:
         self._conn = client.connection_pool.make_connection()
-        self._conn.socket_timeout = None  # sends; each read has its own timeout
+        if not timed_sends:
+            self._conn.socket_timeout = None  # each read still has its own timeout
         self._timeout = timeout
         self._stale = False
 
@@ -160,7 +168,7 @@ class Links:
     ``append_async`` (appends on the server loop, one batch at a time)."""
 
     def __init__(self, aio: aioredis.Redis, sync: redis.Redis) -> None:
-        self.follow = AsyncLink(aio, SOCKET_TIMEOUT)
+        self.follow = AsyncLink(aio, SOCKET_TIMEOUT, timed_sends=False)
         self.append = Link(sync)
         self.append_async = AsyncLink(aio, SOCKET_TIMEOUT)
 
