@@ -240,7 +240,8 @@ def compare(streamed: pd.DataFrame, batch: BatchResult, *, late_entries: Sequenc
             result.duplicated += diff
         bad = [f for f in AGGREGATE_FIELDS[1:] if not _close(float(g[f]), float(w[f]))]
         if diff or bad:
-            fields = ", ".join(f"{f} {g[f]!r} vs {w[f]!r}" for f in (["count"] if diff else []) + bad)
+            fields = ", ".join(f"{f} {g[f].item()!r} vs {w[f].item()!r}" if hasattr(g[f], "item")
+                               else f"{f} {g[f]!r} vs {w[f]!r}" for f in (["count"] if diff else []) + bad)
             result.mismatched.append(f"{idx[0]} window at {idx[1]} ns: {fields} (stream vs batch)")
 
     def sides(streamed_ids: Sequence[Any], batch_ids: Iterable[Any]) -> tuple[list[str], list[str], int]:

@@ -48,10 +48,11 @@ def _number(name: str, value: object) -> float:
 
 def seconds_to_ns(name: str, value: object, *, low: float, high: float, low_open: bool) -> int:
     """``value`` seconds as integer ns, or ``ValueError`` naming the accepted range."""
-    seconds = _number(name, value)
+    number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    seconds = float(value) if number else math.nan  # type: ignore[arg-type]
+    ns = round(seconds * _NS) if number else 0
     below = seconds <= low if low_open else seconds < low
-    ns = round(seconds * _NS)
-    if below or seconds > high or (low_open and ns <= 0):
+    if not number or below or seconds > high or (low_open and ns <= 0):
         bracket = "(" if low_open else "["
         raise ValueError(
             f"{name} must be in {bracket}{low:g}, {high:g}] seconds, got {value!r}"
