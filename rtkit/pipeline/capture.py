@@ -164,16 +164,14 @@ class Producer:
         """XADD every item in one pipelined round trip (re-sent as it was after an outage)."""
         capture_ns = now_ns()
         rows: list[Captured] = [(shard, self._next_id(), raw, capture_ns) for shard, raw in items]
-        trim = self.policy.when_full == "trim"
+        trim_args = ("MAXLEN", "~", self.policy.maxlen) if self.policy.when_full == "trim" else ()
+        streams = [self.keys.shard(s) for s in range(self.config.shards)]
         for attempt in range(1_000_000):
             pipe = self.r.pipeline(transaction=False)
-            for shard, entry, raw, cap in rows:
-                fields: dict[Any, Any] = {"d": raw, "c": cap} if raw is not None else {"eos": 1, "c": cap}
-                if trim:
-                    pipe.xadd(self.keys.shard(shard), fields, id=entry, maxlen=self.policy.maxlen,
-                              approximate=True)
-                else:
-                    pipe.xadd(self.keys.shard(shard), fields, id=entry)
+            for shard, entry, raw, _cap in rows:
+                # XADD stream [MAXLEN ~ n] id field value: the record as it came, or the end marker
+                fields = ("d", raw) if raw is not None else ("eos", 1)
+                pipe.execute_command("XADD", streams[shard], *trim_args, entry, *fields)
             try:
                 results = pipe.execute(raise_on_error=False)
                 break

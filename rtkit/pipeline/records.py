@@ -16,7 +16,7 @@ import json
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from rtkit.pipeline.config import Schema
 
@@ -27,6 +27,7 @@ __all__ = [
     "LateEvent",
     "entry_order",
     "parse_event",
+    "parse_record",
     "shard_of",
 ]
 
@@ -115,19 +116,38 @@ def _finite(name: str, value: Any, *, positive: bool, what: str) -> float:
     return float(value)
 
 
-def parse_event(raw: bytes | str, schema: Schema, entry: str) -> Event:
-    """The :class:`Event` a raw record holds; :class:`BadRecord` with the reason if none.
+_decode = json.JSONDecoder().decode
+_NUMBER = (int, float)
+
+
+def parse_record(raw: bytes | str, schema: Schema) -> tuple[str, float, float, int]:
+    """``(key, value, size, event_ns)`` of a raw record; :class:`BadRecord` with the
+    reason if it is not a valid one (the one parser: :func:`parse_event` is the same).
 
     A valid record is a JSON object with the schema's key (a non-empty string of
     at most 64 characters), value (a finite number, > 0 when the schema says so,
     else >= 0), size (a finite number > 0; absent from schemas without sizes)
-    and time (an integer number of ns, >= 0)."""
+    and time (an integer number of ns, >= 0). Other fields are ignored."""
     try:
-        obj = json.loads(raw)
+        obj = _decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRecord(f"not JSON: {exc}") from None
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         raise BadRecord(f"not a JSON object: {type(obj).__name__}")
+    key = obj.get(schema.key)
+    value = obj.get(schema.value)
+    when = obj.get(schema.time)
+    size = obj.get(schema.size, 1.0) if schema.size is not None else 1.0
+    # The fast path: every field of the type it must be (JSON gives int or float, never bool here).
+    if (type(key) is str and 0 < len(key) <= _MAX_KEY and type(when) is int and when >= 0
+            and type(value) in _NUMBER and type(size) in _NUMBER and math.isfinite(value)
+            and math.isfinite(size) and size > 0 and (value > 0 if schema.positive_value else value >= 0)):
+        return key, float(value), float(size), when
+    return _refuse(obj, schema)
+
+
+def _refuse(obj: dict[str, Any], schema: Schema) -> NoReturn:
+    """Say exactly what is wrong with ``obj`` (raises :class:`BadRecord`)."""
     key = _field(obj, schema.key)
     if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY:
         raise BadRecord(f"{schema.key!r} must be a string of 1 to {_MAX_KEY} characters, got {key!r}"[:200])
@@ -139,4 +159,10 @@ def parse_event(raw: bytes | str, schema: Schema, entry: str) -> Event:
     when = _field(obj, schema.time)
     if isinstance(when, bool) or not isinstance(when, int) or when < 0:
         raise BadRecord(f"{schema.time!r} must be an integer number of ns >= 0, got {when!r}"[:200])
+    raise BadRecord(f"not a valid record: {key!r}, {value!r}, {size!r}, {when!r}"[:200])
+
+
+def parse_event(raw: bytes | str, schema: Schema, entry: str) -> Event:
+    """The :class:`Event` a raw record holds (:func:`parse_record`, with where it sits)."""
+    key, value, size, when = parse_record(raw, schema)
     return Event(key, value, size, when, entry, entry_order(entry))

@@ -119,6 +119,7 @@ class _Simulated(Feed):
         self._arrival_offsets = self._event_offsets + np.round(delay * _NS).astype(np.int64)
         self._order = np.argsort(self._arrival_offsets, kind="stable")
         self._values = self._make_values(rng, n)
+        self._heads, self._tails = self._parts()  # each record's text around its event time
 
     def _times(self, rng: np.random.Generator) -> np.ndarray:
         """Event-time offsets (ns) of a Poisson process at ``rate`` (times ``factor`` in the burst)."""
@@ -138,7 +139,8 @@ class _Simulated(Feed):
     def _make_values(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def _record(self, i: int, ts: int) -> str:
+    def _parts(self) -> tuple[list[str], list[str]]:
+        """Every record's JSON text before and after its event time (made once)."""
         raise NotImplementedError
 
     def __len__(self) -> int:
@@ -146,16 +148,18 @@ class _Simulated(Feed):
 
     def records(self, start_ns: int) -> Iterator[SourceRecord]:
         """Every record in arrival order; event times are ``start_ns`` + offsets."""
-        schema = self.schema
+        schema, keys, heads, tails = self.schema, self.keys, self._heads, self._tails
+        key_index, bad = self._key_index.tolist(), self._bad.tolist()
+        events, arrivals = self._event_offsets.tolist(), self._arrival_offsets.tolist()
         for i in self._order.tolist():
-            key = self.keys[self._key_index[i]]
-            ts = start_ns + int(self._event_offsets[i])
-            if self._bad[i]:
+            key = keys[key_index[i]]
+            ts = start_ns + events[i]
+            if bad[i]:
                 raw = _MALFORMED[self._bad_kind[i]].format(
                     key_field=schema.key, value_field=schema.value, key=key, ts=ts)
             else:
-                raw = self._record(i, ts)
-            yield SourceRecord(start_ns + int(self._arrival_offsets[i]), key, raw.encode())
+                raw = f"{heads[i]}{ts}{tails[i]}"
+            yield SourceRecord(start_ns + arrivals[i], key, raw.encode())
 
     def _network(self) -> str:
         parts = [f"{self.disorder:.1%} out of order by up to {self.max_disorder * 1000:g} ms",
@@ -212,9 +216,11 @@ class MarketFeed(_Simulated):
         sizes = np.maximum(1, np.round(rng.lognormal(4.0, 1.0, n))).astype(np.int64)
         return {"price": np.round(prices, 2), "size": sizes}
 
-    def _record(self, i: int, ts: int) -> str:
-        return (f'{{"symbol":"{self.keys[self._key_index[i]]}","price":{self._values["price"][i]:.2f},'
-                f'"size":{self._values["size"][i]},"ts":{ts},"id":{i}}}')
+    def _parts(self) -> tuple[list[str], list[str]]:
+        keys = [self.keys[k] for k in self._key_index.tolist()]
+        prices, sizes = self._values["price"].tolist(), self._values["size"].tolist()
+        heads = [f'{{"symbol":"{k}","price":{p:.2f},"size":{q},"ts":' for k, p, q in zip(keys, prices, sizes)]
+        return heads, [f',"id":{i}}}' for i in range(len(keys))]
 
     def describe(self) -> str:
         return (f"market feed: {len(self.keys)} symbols, {self.rate:g} trades/s for "
@@ -254,9 +260,11 @@ class MetricsFeed(_Simulated):
             latency[hit] *= factor
         return {"latency": np.round(latency, 3)}
 
-    def _record(self, i: int, ts: int) -> str:
-        return (f'{{"service":"{self.keys[self._key_index[i]]}",'
-                f'"latency_ms":{self._values["latency"][i]:.3f},"ts":{ts}}}')
+    def _parts(self) -> tuple[list[str], list[str]]:
+        keys = [self.keys[k] for k in self._key_index.tolist()]
+        heads = [f'{{"service":"{k}","latency_ms":{v:.3f},"ts":'
+                 for k, v in zip(keys, self._values["latency"].tolist())]
+        return heads, ["}"] * len(keys)
 
     def describe(self) -> str:
         return (f"service metrics: {len(self.keys)} services, {self.rate:g} samples/s for "

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtkit.pipeline.config import PipelineConfig
-from rtkit.pipeline.records import BadRecord, DeadLetter, LateEvent, entry_order, parse_event
+from rtkit.pipeline.records import BadRecord, DeadLetter, LateEvent, entry_order, parse_record
 
 __all__ = [
     "AGGREGATE_FIELDS",
@@ -240,14 +240,13 @@ class ShardProcessor:
         self.replayed += replayed
         self.last_entry = entry
         try:
-            event = parse_event(raw, self.config.schema, entry)
+            key, value, weight, t = parse_record(raw, self.config.schema)
         except BadRecord as exc:
             if not replayed:  # a replayed one was dead-lettered before the crash
                 text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
                 self._out.dead.append(DeadLetter(entry, self.shard, text[:1000], str(exc)))
             self._out.acks.append(entry)
             return
-        t = event.event_ns
         at = (t, order[0], order[1])
         wm = None if self.max_event_ns is None else self.max_event_ns - self._lateness
         missed: list[int] = []
@@ -264,15 +263,15 @@ class ShardProcessor:
                 missed.append(start)
                 continue
             counted = True
-            acc = self._open.get((event.key, start))
+            acc = self._open.get((key, start))
             if acc is None:
-                self._open[(event.key, start)] = _Acc(event.value, event.size, at)
-                heapq.heappush(self._ends, (end, event.key, start))
+                self._open[(key, start)] = _Acc(value, weight, at)
+                heapq.heappush(self._ends, (end, key, start))
             else:
-                acc.add(event.value, event.size, at)
+                acc.add(value, weight, at)
         if missed:
             self._out.late.append(LateEvent(
-                event.key, event.value, event.size, t, entry, self.shard,
+                key, value, weight, t, entry, self.shard,
                 wm if wm is not None else t, tuple(missed), counted))
         if counted:
             last_end = self.config.windows.last_end(t)
