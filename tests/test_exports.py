@@ -43,7 +43,7 @@ def _import(name: str) -> ModuleType:
 
 def test_the_walk_finds_the_known_modules() -> None:
     known = ["rtkit.sse", "rtkit.wire.sse", "rtkit.wire.envelope", "rtkit.clients.base",
-             "rtkit.server.server", "rtkit.log.eventlog", "rtkit.core.loopthread", "rtkit.core.exceptions"]
+             "rtkit.server.server", "rtkit.log.memory", "rtkit.core.loopthread", "rtkit.core.exceptions"]
     assert set(known) <= set(SUBMODULES)
 
 

@@ -22,7 +22,7 @@ from conftest import wait_until
 from websockets.sync.client import connect
 
 import rtkit
-from rtkit.log import EventLog
+from rtkit.log import MemoryLog
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import SharedBatches
 from rtkit.server.outbox import encode_batch
@@ -36,8 +36,8 @@ MakeServer = Callable[..., rtkit.Server]
 CHUNKED, PLAIN = SSEFraming(chunked=True), SSEFraming(chunked=False)
 
 
-def log_with(*payloads: Any, capacity: int = 100) -> EventLog:
-    log = EventLog(capacity)
+def log_with(*payloads: Any, capacity: int = 100) -> MemoryLog:
+    log = MemoryLog(capacity)
     for payload in payloads:
         log.append(payload)
     return log
@@ -93,8 +93,9 @@ def test_plain_sse_framing_writes_the_bare_stream() -> None:
 class FakeBox:
     """What SharedBatches needs of an outbox; counts the batches it encodes."""
 
-    def __init__(self, log: EventLog, framing: Any, cursor: int) -> None:
+    def __init__(self, log: MemoryLog, framing: Any, cursor: int) -> None:
         self.log, self.framing, self.cursor = log, framing, cursor
+        self.topic, self.epoch = "default", log.epoch_of()
         self.config = ServerConfig()
         self.encoded = 0
 
@@ -268,13 +269,13 @@ def test_sse_to_an_http_1_0_client_is_not_chunked(server: rtkit.Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(b"GET /sse?since=0 HTTP/1.0\r\nHost: t\r\n\r\n")
         raw = b""
-        while raw.count(b"\n\n") < 2:  # retry, then event one
+        while raw.count(b"\n\n") < 3:  # retry, hello, then event one
             raw += sock.recv(65536)
         server.publish("two")
-        while raw.count(b"\n\n") < 3:
+        while raw.count(b"\n\n") < 4:
             raw += sock.recv(65536)
     head, _, body = raw.partition(b"\r\n\r\n")
     assert b"transfer-encoding" not in head.lower()
     assert body.startswith(b": rtkit stream after id 0\n")
-    events = SSEDecoder().feed(body)
+    events = [e for e in SSEDecoder().feed(body) if e.type == "message"]
     assert [json.loads(e.data)["data"] for e in events] == ["one", "two"]

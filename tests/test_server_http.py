@@ -8,228 +8,47 @@ for a condition (``wait_until``, a blocking read with a timeout), never a sleep.
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
-import contextlib
 import http.client
 import itertools
 import json
-import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+pytest.register_assert_rewrite("server_support")  # its asserts report like the tests' own
+
 from conftest import wait_until
+from server_support import (
+    PROMPT,
+    MakeServer,
+    SSEStream,
+    assert_refusal,
+    assert_serving,
+    empty_batch,
+    event_ids,
+    get_json,
+    publish_http,
+    recv_json,
+    recv_until,
+    request,
+    stats_settled,
+    upgrade_headers,
+)
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 import rtkit
 from rtkit.core.clock import now_ns
-from rtkit.log import EventLog, Slice
-from rtkit.sse import Event, SSEDecoder
+from rtkit.log import MemoryLog, Slice
+from rtkit.sse import SSEDecoder
 
-MakeServer = Callable[..., rtkit.Server]
-
-#: Upper bound for anything that should happen "at once" on a loaded 2-core machine.
-PROMPT = 3.0
-
-# ----------------------------------------------------------------------------- helpers
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("Content-Type", "")
-
-
-def request(
-    server: rtkit.Server,
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 10.0,
-) -> Answer:
-    """One request on a fresh connection; the whole answer."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return Answer(response.status, response.headers, response.read())
-    finally:
-        conn.close()
-
-
-def get_json(server: rtkit.Server, path: str, **kwargs: Any) -> Any:
-    answer = request(server, "GET", path, **kwargs)
-    assert answer.status == 200, answer.body
-    assert answer.content_type.startswith("application/json")
-    return answer.json()
-
-
-def publish_http(server: rtkit.Server, body: bytes, content_type: str | None) -> Answer:
-    headers = {} if content_type is None else {"Content-Type": content_type}
-    return request(server, "POST", "/publish", body=body, headers=headers)
-
-
-def event_ids(batch: dict[str, Any]) -> list[int]:
-    return [e["id"] for e in batch["events"]]
-
-
-def assert_refusal(answer: Answer, status: int, *words: str) -> str:
-    """A refusal: ``status``, a JSON body ``{"error": str}`` naming each of ``words``."""
-    assert answer.status == status, (answer.status, answer.body)
-    assert answer.content_type.startswith("application/json"), answer.content_type
-    body = answer.json()
-    assert isinstance(body, dict) and set(body) == {"error"}, body
-    error = body["error"]
-    assert isinstance(error, str)
-    for word in words:
-        assert word.lower() in error.lower(), f"{word!r} not in {error!r}"
-    return error
-
-
-def assert_serving(server: rtkit.Server, published: list[Any]) -> None:
-    """The server still answers, with every event published so far, and accepts more."""
-    batch = get_json(server, "/poll?since=0")
-    assert [e["data"] for e in batch["events"]] == published
-    assert event_ids(batch) == list(range(1, len(published) + 1))
-    answer = publish_http(server, b'{"after": "refusal"}', "application/json")
-    assert answer.status == 200, answer.body
-    assert answer.json() == {"id": len(published) + 1}
-
-
-class SSEStream:
-    """A ``GET /sse`` response read as it arrives, decoded by :class:`SSEDecoder`."""
-
-    def __init__(
-        self, server: rtkit.Server, path: str = "/sse", headers: dict[str, str] | None = None
-    ) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-        self.conn.request("GET", path, headers=headers or {})
-        self.response = self.conn.getresponse()
-        self.decoder = SSEDecoder()
-        self.raw = bytearray()
-        self.events: list[Event] = []
-
-    def read_some(self, timeout: float) -> bytes:
-        assert self.conn.sock is not None
-        self.conn.sock.settimeout(max(timeout, 0.01))
-        chunk = self.response.read1(65536)
-        if not chunk:
-            raise EOFError("the server ended the stream")
-        self.raw += chunk
-        self.events.extend(self.decoder.feed(chunk))
-        return chunk
-
-    def read_until(self, done: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"stream condition not met within {timeout} s: {self.raw!r}")
-            try:
-                self.read_some(remaining)
-            except TimeoutError:
-                pass
-
-    def messages(self) -> list[Event]:
-        return [e for e in self.events if e.type == "message"]
-
-    def read_messages(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        self.read_until(lambda: len(self.messages()) >= count, timeout)
-        return [json.loads(e.data) for e in self.messages()]
-
-    def comment_lines(self) -> list[bytes]:
-        return [line for line in bytes(self.raw).splitlines() if line.startswith(b":")]
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-@pytest.fixture
-def streams() -> Iterator[list[SSEStream]]:
-    opened: list[SSEStream] = []
-    yield opened
-    for stream in opened:
-        stream.close()
-
-
-@pytest.fixture
-def open_sse(streams: list[SSEStream]) -> Callable[..., SSEStream]:
-    def open_(server: rtkit.Server, path: str = "/sse", **kwargs: Any) -> SSEStream:
-        stream = SSEStream(server, path, **kwargs)
-        streams.append(stream)
-        return stream
-
-    return open_
-
-
-@pytest.fixture
-def open_ws() -> Iterator[Callable[..., ClientConnection]]:
-    """Connect WebSocket clients (the ``websockets`` sync client); closed after the test."""
-    with contextlib.ExitStack() as opened:
-
-        def open_(server: rtkit.Server, path: str = "/ws", **kwargs: Any) -> ClientConnection:
-            kwargs.setdefault("open_timeout", 10)
-            uri = f"ws://127.0.0.1:{server.port}{path}"
-            return opened.enter_context(connect(uri, proxy=None, **kwargs))
-
-        yield open_
-
-
-def recv_json(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
-    message = ws.recv(timeout=timeout)
-    assert isinstance(message, str)  # text frames only
-    obj = json.loads(message)
-    assert isinstance(obj, dict)
-    return obj
-
-
-def recv_until(
-    ws: ClientConnection, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 5.0
-) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while not done(got):
-        got.append(recv_json(ws, max(deadline - time.monotonic(), 0.01)))
-    return got
-
-
-@pytest.fixture
-def pool() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:
-        yield executor
-
-
-def upgrade_headers(**extra: str) -> dict[str, str]:
-    """The headers of a WebSocket opening handshake (RFC 6455 §4.1)."""
-    return {
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
-        "Sec-WebSocket-Version": "13",
-        **extra,
-    }
-
-
-def stats_settled(server: rtkit.Server) -> bool:
-    """No open streams or held requests, nothing waiting for a publish."""
-    stats = server.stats()
-    return stats["connections"] == {} and stats["waiting"] == 0
-
+#: The fixtures open_sse, open_ws, streams and pool.
+pytest_plugins = ("server_support",)
 
 # ----------------------------------------------------------------------------- /poll
 
@@ -237,12 +56,12 @@ def stats_settled(server: rtkit.Server) -> bool:
 def test_poll_without_since_gives_only_new_events(server: rtkit.Server) -> None:
     for i in range(3):
         server.publish(i)
-    assert get_json(server, "/poll") == {"events": [], "last_id": 3, "more": False, "gap": False}
+    assert get_json(server, "/poll") == empty_batch(server, 3)
 
 
 def test_poll_on_an_empty_server(server: rtkit.Server) -> None:
     for path in ("/poll", "/poll?since=0"):
-        assert get_json(server, path) == {"events": [], "last_id": 0, "more": False, "gap": False}
+        assert get_json(server, path) == empty_batch(server, 0)
 
 
 def test_poll_since_0_gives_all_retained_and_since_n_what_follows(server: rtkit.Server) -> None:
@@ -254,7 +73,7 @@ def test_poll_since_0_gives_all_retained_and_since_n_what_follows(server: rtkit.
     assert get_json(server, "/poll?since=3")["events"][0]["data"] == {"n": 4}
     assert event_ids(get_json(server, "/poll?since=3")) == [4, 5]
     latest = get_json(server, "/poll?since=5")
-    assert latest == {"events": [], "last_id": 5, "more": False, "gap": False}
+    assert latest == empty_batch(server, 5)
 
 
 def test_poll_limit_and_more(server: rtkit.Server) -> None:
@@ -285,7 +104,8 @@ def test_poll_json_shape(server: rtkit.Server) -> None:
     assert answer.status == 200
     assert answer.content_type == "application/json; charset=utf-8"
     batch = answer.json()
-    assert set(batch) == {"events", "last_id", "more", "gap"}
+    assert set(batch) == {"events", "last_id", "more", "gap", "epoch", "topic"}
+    assert (batch["epoch"], batch["topic"]) == (server.log.epoch_of(), "default")
     assert batch["last_id"] == 1 and batch["more"] is False and batch["gap"] is False
     (event,) = batch["events"]
     assert {"id", "published_ns", "data"} <= set(event)
@@ -444,7 +264,7 @@ def test_longpoll_times_out_with_an_empty_answer(server: rtkit.Server) -> None:
     started = time.monotonic()
     batch = get_json(server, "/longpoll?timeout=0.2")
     elapsed = time.monotonic() - started
-    assert batch == {"events": [], "last_id": 1, "more": False, "gap": False}
+    assert batch == empty_batch(server, 1)
     assert 0.15 <= elapsed < 5.0
     started = time.monotonic()
     assert get_json(server, "/longpoll?since=1&timeout=0")["events"] == []
@@ -516,7 +336,7 @@ def test_sse_headers_retry_and_events(
     assert [e["data"] for e in envelopes] == [{"a": 1}, "two"]
     assert all(isinstance(e["published_ns"], int) for e in envelopes)
     # every event block carries its own id: line
-    blocks = [b for b in bytes(stream.raw).split(b"\n\n") if b"data:" in b]
+    blocks = [b for b in bytes(stream.raw).split(b"\n\n") if b"data:" in b and b"event:" not in b]
     assert len(blocks) == 2 and all(b"\nid: " in b"\n" + b for b in blocks)
 
 
@@ -604,7 +424,8 @@ def test_sse_gap_is_sent_as_a_gap_event(
         server.publish(i)
     stream = open_sse(server, "/sse?since=1")
     stream.read_until(lambda: len(stream.messages()) >= 5)
-    gap, *rest = stream.events
+    hello, gap, *rest = stream.events
+    assert hello.type == "hello"
     assert gap.type == "gap"
     assert json.loads(gap.data) == {"after": 1, "first_id": 16, "missed": 14}
     # a reconnect resumes after the gap instead of being told of it again
@@ -889,7 +710,8 @@ REFUSALS: list[tuple[str, str, str, dict[str, str], bytes | None, int, tuple[str
     ("since-negative", "GET", "/poll?since=-1", {}, None, 400, ("since", "non-negative", "-1")),
     ("since-empty", "GET", "/poll?since=", {}, None, 400, ("since", "non-negative integer")),
     ("since-ahead", "GET", "/poll?since=4", {}, None, 400, ("since=4", "ahead", "newest", "3")),
-    ("since-huge", "GET", "/poll?since=" + "9" * 30, {}, None, 400, ("since", "ahead", "3")),
+    ("since-huge", "GET", "/poll?since=" + "9" * 30, {}, None, 400, ("since", "2**63-1")),
+    ("since-digits", "GET", "/poll?since=" + "1" * 5000, {}, None, 400, ("since", "5000 characters")),
     ("longpoll-since", "GET", "/longpoll?since=x&timeout=1", {}, None, 400, ("since",)),
     ("timeout-negative", "GET", "/longpoll?timeout=-1", {}, None, 400, ("timeout", "0 to 120")),
     ("timeout-huge", "GET", "/longpoll?timeout=1e9", {}, None, 400, ("timeout", "0 to 120")),
@@ -1032,25 +854,27 @@ def test_binding_beyond_loopback_requires_a_token() -> None:
 # ----------------------------------------------------------------------------- races
 
 
-class RacedLog(EventLog):
-    """An :class:`EventLog` whose reads call ``self.race()`` before returning."""
+class RacedLog(MemoryLog):
+    """A :class:`MemoryLog` whose reads call ``self.race()`` before returning."""
 
     race: Callable[[], None]
 
-    @property
-    def last_id(self) -> int:
-        value = EventLog.last_id.fget(self)  # type: ignore[attr-defined]
+    def last_id_of(self, topic: str = "default") -> int:
+        value = super().last_id_of(topic)
         self.race()
-        return value  # type: ignore[no-any-return]
+        return value
 
-    def after(self, cursor: int, limit: int | None = None) -> Slice:
-        found = super().after(cursor, limit)
+    def after(
+        self, cursor: int, limit: int | None = None, *, topic: str = "default",
+        max_bytes: int | None = None,
+    ) -> Slice:
+        found = super().after(cursor, limit, topic=topic, max_bytes=max_bytes)
         self.race()
         return found
 
 
 def publish_after_a_server_read(server: rtkit.Server, skip: int, payload: Any) -> threading.Event:
-    """Make the server's read number ``skip`` (0-based; ``after()`` or ``last_id``)
+    """Make the server's read number ``skip`` (0-based; ``after()`` or ``last_id_of()``)
     be followed, before the reader goes on, by a publish from another thread.
 
     That is the race every waiting handler must survive: it looks at the log,
@@ -1213,7 +1037,7 @@ def test_a_413_says_the_connection_closes(make_server: MakeServer) -> None:
 def test_sse_fast_encoding_matches_the_codec(data_json: str) -> None:
     from rtkit.log import LogEvent
     from rtkit.server.sse import encode_log_event
-    from rtkit.sse import SSEDecoder, encode
+    from rtkit.sse import encode
     from rtkit.wire.envelope import event_json
 
     event = LogEvent(42, data_json, 123)

@@ -50,7 +50,7 @@ from rtkit.core.api import MAX_EVENT_ID
 from rtkit.core.clock import now_ns
 from rtkit.core.records import Receipt
 from rtkit.core.transports import BROWSER_PREFIX, TRANSPORTS
-from rtkit.log import EventLog
+from rtkit.log import Log
 from rtkit.server.base import CLIENT_NAME, BaseHandler
 from rtkit.server.params import BadRequest
 
@@ -271,11 +271,11 @@ class BrowserState:
             self._clients = {}
 
 
-_states: weakref.WeakKeyDictionary[EventLog, BrowserState] = weakref.WeakKeyDictionary()
+_states: weakref.WeakKeyDictionary[Log, BrowserState] = weakref.WeakKeyDictionary()
 _states_lock = threading.Lock()
 
 
-def state_for(log: EventLog) -> BrowserState:
+def state_for(log: Log) -> BrowserState:
     """The browser state of the server that serves ``log`` (made on first use)."""
     with _states_lock:
         state = _states.get(log)

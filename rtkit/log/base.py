@@ -30,7 +30,13 @@ stream's tail); :meth:`read_after` may go to the backing store for older
 events. Listeners are called after every append, with the new event, in the
 thread that made it known (the appending thread, or the Redis follower on the
 server loop); they must be quick and must not raise: the server's listener
-only schedules a wake-up on its own loop.
+only schedules a wake-up on its own loop. Two more kinds of listener hear what
+only a shared store can do (:meth:`Log.add_reset_listener`: a topic's epoch
+changed while open; :meth:`Log.add_failure_listener`: the store was lost);
+implementations tell them with :meth:`Log._notify_reset` and
+:meth:`Log._notify_failure`. The server (``rtkit.server.hub``) turns a reset
+into a reset notice on every stream and held poll of that topic, and a failure
+into the end of every stream, so clients reconnect.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_TOPICS",
+    "HOW_TOPICS_EXIST",
     "Log",
     "LogEvent",
     "Slice",
@@ -64,9 +71,23 @@ DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_MAX_TOPICS = 256
 
 
+#: How a topic comes to exist, for every message about an unknown one.
+HOW_TOPICS_EXIST = (
+    "a topic exists once it is declared (ServerConfig(topics=...), Server.create_topic(name)) "
+    "or published to (Server.publish(x, topic=NAME), POST /publish?topic=NAME)"
+)
+
+
 class UnknownTopic(ValueError):
     """A read of a topic that does not exist; the message names the known ones
-    and how a topic comes to exist."""
+    and how a topic comes to exist (build it with :meth:`of`)."""
+
+    @classmethod
+    def of(cls, name: str, known: Iterable[str]) -> UnknownTopic:
+        """The error for ``name``, listing the ``known`` topics (the first 20)."""
+        names = list(known)
+        shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+        return cls(f"unknown topic {name!r}; the topics are: {shown}; {HOW_TOPICS_EXIST}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +162,8 @@ class Log(abc.ABC):
 
     def __init__(self) -> None:
         self._listeners: list[Callable[[LogEvent], None]] = []
+        self._reset_listeners: list[Callable[[str], None]] = []
+        self._failure_listeners: list[Callable[[Exception], None]] = []
         self._listeners_lock = threading.Lock()
 
     # -- lifecycle (the server calls these on its loop) ------------------------------
@@ -221,8 +244,9 @@ class Log(abc.ABC):
 
     @abc.abstractmethod
     def stats(self) -> dict[str, Any]:
-        """Per topic: ``last_id``, ``first_retained``, ``retained``, ``retained_bytes``,
-        ``epoch``; and the bounds ``capacity``, ``max_bytes``, ``max_topics``."""
+        """``{"topics": {name: {"last_id", "first_retained", "retained",
+        "retained_bytes", "epoch"}}, "capacity", "max_bytes", "max_topics"}``
+        (topics in the order they came to exist; an implementation may add keys)."""
 
     # -- the default topic, for the one-stream calls -----------------------------------------
     @property
@@ -244,9 +268,45 @@ class Log(abc.ABC):
         with self._listeners_lock:
             self._listeners = [x for x in self._listeners if x is not listener]
 
+    def add_reset_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(topic)`` when ``topic``'s epoch changed while the log is
+        open (its history was lost: a Redis that came back empty or was flushed).
+        The server wakes that topic's streams, which then send a reset and go on
+        from the new epoch. Same rules as :meth:`add_listener`."""
+        with self._listeners_lock:
+            self._reset_listeners = [*self._reset_listeners, listener]
+
+    def add_failure_listener(self, listener: Callable[[Exception], None]) -> None:
+        """Call ``listener(error)`` when the store became unreachable while the log
+        is open (a lost Redis). The server ends its streams, so their clients
+        reconnect (to another node, or to this one once the store is back).
+        Same rules as :meth:`add_listener`."""
+        with self._listeners_lock:
+            self._failure_listeners = [*self._failure_listeners, listener]
+
+    def remove_all_listeners(self, owner: object) -> None:
+        """Remove every listener that is a bound method of ``owner`` (the server's hub at stop)."""
+        def keep(items: list[Any]) -> list[Any]:
+            return [x for x in items if getattr(x, "__self__", None) is not owner]
+
+        with self._listeners_lock:
+            self._listeners = keep(self._listeners)
+            self._reset_listeners = keep(self._reset_listeners)
+            self._failure_listeners = keep(self._failure_listeners)
+
     def _notify(self, events: Iterable[LogEvent]) -> None:
         """Tell the listeners (implementations call this after an append)."""
         listeners = self._listeners
         for event in events:
             for listener in listeners:
                 listener(event)
+
+    def _notify_reset(self, topic: str) -> None:
+        """Tell the reset listeners that ``topic``'s epoch changed (implementations call this)."""
+        for listener in self._reset_listeners:
+            listener(topic)
+
+    def _notify_failure(self, error: Exception) -> None:
+        """Tell the failure listeners that the store is unreachable (implementations call this)."""
+        for listener in self._failure_listeners:
+            listener(error)

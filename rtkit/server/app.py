@@ -15,7 +15,7 @@ from typing import Any
 from tornado.web import Application
 
 from rtkit.core.api import api_document
-from rtkit.log import EventLog
+from rtkit.log import Log
 from rtkit.server.base import BaseHandler, NotFoundHandler, log_request
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import Hub
@@ -46,11 +46,12 @@ class ApiHandler(BaseHandler):
         c = self.config
         self.write_json(json.dumps(api_document(
             max_payload_bytes=c.max_payload, batch_limit=c.batch_limit,
-            heartbeat_s=c.heartbeat, retry_ms=c.retry_ms,
+            heartbeat_s=c.heartbeat, retry_ms=c.retry_ms, max_topics=c.max_topics,
+            capacity=c.capacity, history_bytes=c.history_bytes, topics=self.log.topics(),
         )))
 
 
-def make_app(log: EventLog, hub: Hub, config: ServerConfig) -> Application:
+def make_app(log: Log, hub: Hub, config: ServerConfig) -> Application:
     shared = {"log": log, "hub": hub, "config": config}
     rules: list[tuple[Any, ...]] = [
         (r"/poll", PollHandler, shared),

@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 from tornado.web import HTTPError, RequestHandler
 
 from rtkit.core.api import routes_help
-from rtkit.log import EventLog
+from rtkit.log import Log
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import Hub
-from rtkit.server.params import BadRequest, parse_since
+from rtkit.server.params import BadRequest
 from rtkit.wire.envelope import error_json
 
 __all__ = [
@@ -69,11 +69,11 @@ class RtkitHandlerMixin(RequestHandler):
     Shared by the plain handlers and the WebSocket handler.
     """
 
-    log: EventLog
+    log: Log
     hub: Hub
     config: ServerConfig
 
-    def initialize(self, log: EventLog, hub: Hub, config: ServerConfig) -> None:
+    def initialize(self, log: Log, hub: Hub, config: ServerConfig) -> None:
         self.log, self.hub, self.config = log, hub, config
 
     def set_default_headers(self) -> None:
@@ -97,11 +97,6 @@ class RtkitHandlerMixin(RequestHandler):
                 f"host ({self.request.host}) and allowed_origins ({allowed})",
                 status=403,
             )
-
-    def since(self, raw: str | None = None, name: str = "since") -> int:
-        if raw is None:
-            raw = self.get_query_argument("since", None)
-        return parse_since(raw, last_id=self.log.last_id, name=name)
 
     def user_agent(self) -> str:
         return self.request.headers.get("User-Agent", "")[:200]
@@ -159,9 +154,9 @@ class HeldRequestMixin(RtkitHandlerMixin):
     _waiting: asyncio.Future[bool] | None = None
     client_gone = False
 
-    async def wait_for_publish(self, timeout: float | None) -> bool:
-        """Wait for the next publish (False on timeout). Raises :class:`ClientGone`
-        if the client leaves, ``HubClosed`` if the server shuts down."""
+    async def wait_for_publish(self, timeout: float | None, topic: str) -> bool:
+        """Wait for the next publish on ``topic`` (False on timeout). Raises
+        :class:`ClientGone` if the client leaves, ``HubClosed`` if the server shuts down."""
         # Tornado arranges to call on_connection_close only if the connection
         # was still open once the request was read: a client that asked and
         # hung up at once is only seen here, as a closed stream.
@@ -170,9 +165,9 @@ class HeldRequestMixin(RtkitHandlerMixin):
             raise ClientGone
         # The hub's own future, not a task wrapping the wait: cancelling it in
         # on_connection_close ends the wait just as well, without a task per wake-up.
-        self._waiting = self.hub.waiter()
+        self._waiting = self.hub.waiter(topic)
         try:
-            return await self.hub.wait_on(self._waiting, timeout)
+            return await self.hub.wait_on(self._waiting, timeout, topic)
         except asyncio.CancelledError:
             if self.client_gone:
                 raise ClientGone from None

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from rtkit.log import DEFAULT_CAPACITY
+from rtkit.core.api import (
+    DEFAULT_BATCH_LIMIT,
+    DEFAULT_HEARTBEAT,
+    DEFAULT_MAX_PAYLOAD,
+    DEFAULT_RETRY_MS,
+    DEFAULT_TOPIC,
+    check_topic,
+)
+from rtkit.log import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, DEFAULT_MAX_TOPICS
 
-__all__ = ["DEFAULT_MAX_PAYLOAD", "MAX_LONGPOLL_TIMEOUT", "ServerConfig"]
+__all__ = ["REDIS_SCHEMES", "ServerConfig"]
 
-#: Largest ``timeout`` (seconds) a long poll may ask for.
-MAX_LONGPOLL_TIMEOUT = 120.0
-#: Default limit on one published payload / one WebSocket message (1 MiB).
-DEFAULT_MAX_PAYLOAD = 1 << 20
+#: URL schemes a ``redis=`` setting may use (redis-py's ``from_url``).
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def _is_loopback(host: str) -> bool:
@@ -29,7 +36,14 @@ class ServerConfig:
     """Everything a :class:`~rtkit.server.Server` can be told.
 
     host, port        where to listen; port 0 picks a free port
-    capacity          events retained in the log (older ones become gaps)
+    topics            topics made at start, besides "default" (which always exists);
+                      a topic also comes to exist when it is published to
+    max_topics        most topics the log holds, "default" included
+    capacity          events retained per topic (older ones become gaps)
+    history_bytes     payload bytes retained per topic (older events become gaps;
+                      default 64 MiB; None: bounded by capacity alone)
+    redis             a Redis URL (redis://, rediss://, unix://): keep the log in
+                      Redis Streams, shared by every server on it; None: in memory
     heartbeat         seconds between SSE comment heartbeats and WebSocket pings
     retry_ms          the SSE ``retry:`` value sent to clients
     max_payload       bytes accepted in one ``POST /publish`` body or WebSocket message
@@ -42,11 +56,15 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 0
+    topics: tuple[str, ...] = field(default=())
+    max_topics: int = DEFAULT_MAX_TOPICS
     capacity: int = DEFAULT_CAPACITY
-    heartbeat: float = 15.0
-    retry_ms: int = 1000
+    history_bytes: int | None = DEFAULT_MAX_BYTES
+    redis: str | None = None
+    heartbeat: float = DEFAULT_HEARTBEAT
+    retry_ms: int = DEFAULT_RETRY_MS
     max_payload: int = DEFAULT_MAX_PAYLOAD
-    batch_limit: int = 1000
+    batch_limit: int = DEFAULT_BATCH_LIMIT
     send_buffer: int = 256 * 1024
     send_timeout: float = 10.0
     token: str | None = None
@@ -60,6 +78,11 @@ class ServerConfig:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be an int from 0 (any free port) to 65535, got {self.port!r}")
         positive("capacity", self.capacity, int)
+        positive("max_topics", self.max_topics, int)
+        if self.history_bytes is not None:
+            positive("history_bytes", self.history_bytes, int)
+        self._check_topics()
+        self._check_redis()
         positive("heartbeat", self.heartbeat, (int, float))
         positive("max_payload", self.max_payload, int)
         positive("batch_limit", self.batch_limit, int)
@@ -75,3 +98,24 @@ class ServerConfig:
                 f"token='<secret>' (clients then send it), or bind 127.0.0.1 (the default)"
             )
         object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
+
+    def _check_topics(self) -> None:
+        if isinstance(self.topics, str):
+            raise TypeError(f"topics must be a list of names, not one string: topics=[{self.topics!r}]")
+        names = tuple(dict.fromkeys(check_topic(name) for name in self.topics))
+        object.__setattr__(self, "topics", names)
+        count = len({DEFAULT_TOPIC, *names})
+        if count > self.max_topics:
+            raise ValueError(
+                f"{count} topics (with {DEFAULT_TOPIC!r}) are more than max_topics={self.max_topics}; "
+                f"raise max_topics or declare fewer"
+            )
+
+    def _check_redis(self) -> None:
+        if self.redis is None:
+            return
+        if not isinstance(self.redis, str) or urlsplit(self.redis).scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"redis must be a Redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)}"
+                f"...), e.g. rtkit.scale.start_redis().url; got {self.redis!r}"
+            )

@@ -61,7 +61,7 @@ class ConnectionRegistry:
         self._history: deque[ConnectionRecord] = deque(maxlen=keep)
         self._numbers = 0
         #: Set by the hub: runs a callable on the server loop (the one door).
-        self.call_on_loop: Callable[[Callable[[], None]], None] | None = None
+        self.call_on_loop: Callable[[Callable[[], None]], object] | None = None
         #: Called (on the server loop) when the last open connection closes.
         self.on_empty: Callable[[], None] | None = None
 
@@ -105,6 +105,14 @@ class ConnectionRegistry:
         """Open connections per transport."""
         with self._lock:
             return Counter(record.transport for record, _ in self._open.values())
+
+    def counts_by_topic(self) -> dict[str, Counter[str]]:
+        """Open connections per topic, per transport."""
+        found: dict[str, Counter[str]] = {}
+        with self._lock:
+            for record, _ in self._open.values():
+                found.setdefault(record.topic, Counter())[record.transport] += 1
+        return found
 
     def __len__(self) -> int:
         with self._lock:

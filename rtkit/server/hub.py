@@ -1,8 +1,9 @@
 """Wakes everything waiting for new events, on the server's own loop.
 
 The log calls :meth:`Hub.on_publish` in whatever thread published. That only
-schedules one wake-up on the server loop (coalesced: a burst of publishes costs
-one ``call_soon_threadsafe``), which is the single door between threads.
+notes the event's topic and schedules one wake-up on the server loop
+(coalesced: a burst of publishes costs one ``call_soon_threadsafe``), which is
+the single door between threads. A wake-up serves only the topics that moved.
 
 Two kinds of readers wait:
 
@@ -23,10 +24,12 @@ the publish rate.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from rtkit.core.api import DEFAULT_TOPIC
 from rtkit.log import LogEvent
 from rtkit.server.connections import ConnectionRegistry
 
@@ -37,7 +40,8 @@ __all__ = ["Hub", "HubClosed", "SharedBatches"]
 
 
 class HubClosed(Exception):
-    """The server is shutting down: stop waiting and end the connection."""
+    """Stop waiting and answer with what there is: the server is shutting down,
+    or its log's store was lost (streams end, held polls answer)."""
 
 
 def _expire(fut: asyncio.Future[bool]) -> None:
@@ -47,50 +51,60 @@ def _expire(fut: asyncio.Future[bool]) -> None:
 
 
 class SharedBatches:
-    """Encoded writes shared by streams: ``(framing, cursor)`` -> ``(bytes, next cursor)``.
+    """Encoded writes shared by streams: ``(framing, topic, cursor)`` -> ``(bytes, next cursor)``.
 
     An entry is made by the first outbox at that cursor
     (:meth:`~rtkit.server.outbox.Outbox.next_batch`) and reused by the others.
-    It stays valid while the log's ``last_id`` does (the log changes only by
-    appending, so the slice after a cursor depends on nothing else); all
-    entries go when it moves, and when they hold more than ``max_bytes``
-    (streams spread over many cursors, such as slow readers catching up, share
-    nothing anyway). All outboxes of a hub read the same log.
+    It stays valid while its topic's ``last_id`` and epoch do (a topic changes
+    only by appending, so the slice after a cursor depends on nothing else);
+    a topic's entries go when it moves, and all go when they hold more than
+    ``max_bytes`` (streams spread over many cursors, such as slow readers
+    catching up, share nothing anyway). All outboxes of a hub read the same log.
     """
 
     def __init__(self, max_bytes: int = 4 << 20) -> None:
         self.max_bytes = max_bytes
-        self._last_id = -1
         self._bytes = 0
-        self._memo: dict[tuple[Framing, int], tuple[bytes, int]] = {}
+        #: topic -> ((last_id, epoch) the entries were made at, the entries)
+        self._memo: dict[str, tuple[tuple[int, str], dict[tuple[Framing, int], tuple[bytes, int]]]] = {}
 
     def get(self, box: Outbox) -> tuple[bytes, int]:
-        last_id = box.log.last_id
-        if last_id != self._last_id or self._bytes > self.max_bytes:
+        topic = box.topic
+        state = (box.log.last_id_of(topic), box.epoch)
+        if self._bytes > self.max_bytes:
             self._memo.clear()
-            self._last_id, self._bytes = last_id, 0
+            self._bytes = 0
+        made = self._memo.get(topic)
+        if made is None or made[0] != state:
+            if made is not None:
+                self._bytes -= sum(len(data) for data, _ in made[1].values())
+            made = self._memo[topic] = (state, {})
+        entries = made[1]
         key = (box.framing, box.cursor)
-        found = self._memo.get(key)
+        found = entries.get(key)
         if found is None:
             # A publish may land between the read of last_id and the slice: the
             # entry then goes further than last_id, which is still a correct
             # answer for this cursor (what follows a cursor only grows).
-            found = self._memo[key] = box.next_batch()
+            found = entries[key] = box.next_batch()
             self._bytes += len(found[0])
         return found
 
 
 class Hub:
-    """Long-poll futures and stream outboxes to serve at the next publish.
+    """Long-poll futures and stream outboxes to serve at the next publish, per topic.
 
-    Use only on the server loop, except :meth:`on_publish`, which any thread
-    may call. The hub calls an outbox's ``pump()`` at each publish,
-    ``tick(now)`` at each sweep and ``shutdown()`` when the server stops.
+    Use only on the server loop, except :meth:`on_publish`, :meth:`on_reset`
+    and :meth:`on_failure`, which any thread may call (they are the log's
+    listeners). The hub calls an outbox's ``pump()`` at each publish on its
+    topic, ``tick(now)`` at each sweep and ``shutdown()`` when the server stops.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._waiters: set[asyncio.Future[bool]] = set()
+        self._waiters: dict[str, set[asyncio.Future[bool]]] = {}
+        self._woken: set[str] = set()  # topics published to since the last wake-up
+        self._woken_lock = threading.Lock()
         self._wake_pending = False
         self.closed = False
         #: Every open stream and held request (counts, /stats, cutting derive from it).
@@ -98,8 +112,9 @@ class Hub:
         self.registry.call_on_loop = loop.call_soon_threadsafe
         #: Connections the server ended, by reason ("slow_consumer").
         self.dropped: Counter[str] = Counter()
-        #: The streaming connections being fed (see rtkit.server.outbox).
+        #: The streaming connections being fed (see rtkit.server.outbox), and by topic.
         self.outboxes: set[Outbox] = set()
+        self._streams: dict[str, set[Outbox]] = {}
         self.batches = SharedBatches()
         self._sweep_every: float | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
@@ -111,17 +126,22 @@ class Hub:
 
     # -- streams ---------------------------------------------------------------------
     def attach(self, box: Outbox) -> None:
-        """Feed ``box`` from now on, starting with what it has not seen.
+        """Feed ``box`` from now on (it pumps when its topic moves, ticks at each sweep).
         Raises :class:`HubClosed` after shutdown."""
         if self.closed:
             raise HubClosed
-        self.outboxes.add(box)  # before the first read of the log: no publish is missed
+        self.outboxes.add(box)  # before the box's first read of the log: no publish is missed
+        self._streams.setdefault(box.topic, set()).add(box)
         self._schedule_sweep(min(box.config.heartbeat, box.config.send_timeout) / 4)
-        box.pump()
 
     def detach(self, box: Outbox) -> None:
         """Stop feeding ``box`` (idempotent); its owner calls this through ``box.end``."""
         self.outboxes.discard(box)
+        streams = self._streams.get(box.topic)
+        if streams is not None:
+            streams.discard(box)
+            if not streams:
+                del self._streams[box.topic]
 
     def _schedule_sweep(self, every: float) -> None:
         """Sweep every ``every`` seconds (the shortest asked for) while streams are open.
@@ -147,30 +167,68 @@ class Hub:
         else:
             self._sweep_every = None  # the next stream to attach starts it again
 
-    # Any thread.
-    def on_publish(self, _event: LogEvent) -> None:
-        if not self._wake_pending:
+    # -- the log's listeners (any thread) ---------------------------------------------------
+    def on_publish(self, event: LogEvent) -> None:
+        """A new event on ``event.topic``: wake that topic's readers (coalesced)."""
+        self._wake(event.topic)
+
+    def on_reset(self, topic: str) -> None:
+        """``topic``'s epoch changed: its streams send a reset when pumped, its long polls answer."""
+        self._wake(topic)
+
+    def on_failure(self, error: Exception) -> None:
+        """The log's store is unreachable: end every stream, so clients reconnect."""
+        try:
+            self._loop.call_soon_threadsafe(self._end_streams, str(error))
+        except RuntimeError:  # loop already closed: the server stopped
+            pass
+
+    def _wake(self, topic: str) -> None:
+        with self._woken_lock:
+            self._woken.add(topic)
+            if self._wake_pending:
+                return
             self._wake_pending = True
-            try:
-                self._loop.call_soon_threadsafe(self._wake_all)
-            except RuntimeError:  # loop already closed: the server stopped
-                pass
+        try:
+            self._loop.call_soon_threadsafe(self._wake_topics)
+        except RuntimeError:  # loop already closed: the server stopped
+            pass
 
-    # Server loop only.
-    def _wake_all(self) -> None:
-        self._wake_pending = False
-        self._release_waiters()
-        for box in list(self.outboxes):  # a write may end a stream, which detaches it
-            box.pump()
+    # -- server loop only --------------------------------------------------------------------
+    def _wake_topics(self) -> None:
+        # Taken under the lock, then served: a publish made after this point
+        # schedules another wake-up, one made before is in the log already.
+        with self._woken_lock:
+            topics, self._woken = self._woken, set()
+            self._wake_pending = False
+        for topic in topics:
+            self._release_waiters(topic)
+            streams = self._streams.get(topic)
+            if streams:
+                for box in list(streams):  # a write may end a stream, which detaches it
+                    box.pump()
 
-    def _release_waiters(self) -> None:
-        waiters, self._waiters = self._waiters, set()
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(True)
+    def _end_streams(self, reason: str) -> None:
+        """The log's store is lost: end every stream and answer every held poll
+        (with what there is), so their clients come back, elsewhere or later."""
+        self.dropped["log_unavailable"] += len(self.outboxes)
+        for box in list(self.outboxes):
+            box.end_unavailable(reason)
+        waiters, self._waiters = self._waiters, {}
+        for futures in waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_exception(HubClosed(reason))
 
-    def wait(self, timeout: float | None) -> Coroutine[Any, Any, bool]:
-        """Wait for the next publish: ``await hub.wait(t)`` is False on timeout.
+    def _release_waiters(self, topic: str) -> None:
+        waiters = self._waiters.pop(topic, None)
+        if waiters:
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(True)
+
+    def wait(self, timeout: float | None, topic: str = DEFAULT_TOPIC) -> Coroutine[Any, Any, bool]:
+        """Wait for the next publish on ``topic``: ``await hub.wait(t)`` is False on timeout.
 
         The waiter is registered by this call itself, not when the returned
         coroutine first runs (a task created from it starts one loop turn
@@ -181,10 +239,10 @@ class Hub:
         Raises :class:`HubClosed` when the server shuts down. Cancelling the
         caller removes its waiter at once.
         """
-        return self.wait_on(self.waiter(), timeout)
+        return self.wait_on(self.waiter(topic), timeout, topic)
 
-    def waiter(self) -> asyncio.Future[bool]:
-        """Register and return a future resolved (True) at the next publish.
+    def waiter(self, topic: str = DEFAULT_TOPIC) -> asyncio.Future[bool]:
+        """Register and return a future resolved (True) at the next publish on ``topic``.
 
         Await it with :meth:`wait_on`; cancelling it stops the wait (a handler
         whose client left does that). Raises :class:`HubClosed` after shutdown.
@@ -192,12 +250,14 @@ class Hub:
         if self.closed:
             raise HubClosed
         fut: asyncio.Future[bool] = self._loop.create_future()
-        self._waiters.add(fut)
+        self._waiters.setdefault(topic, set()).add(fut)
         return fut
 
-    async def wait_on(self, fut: asyncio.Future[bool], timeout: float | None) -> bool:
-        """Await a :meth:`waiter` future: True at a publish, False after ``timeout``
-        seconds; raises :class:`HubClosed` when the server shuts down."""
+    async def wait_on(
+        self, fut: asyncio.Future[bool], timeout: float | None, topic: str = DEFAULT_TOPIC
+    ) -> bool:
+        """Await a :meth:`waiter` future of ``topic``: True at a publish, False after
+        ``timeout`` seconds; raises :class:`HubClosed` when the server shuts down."""
         # A plain timer rather than asyncio.wait_for, which adds a future, two
         # callbacks and a loop turn to every wake-up (it showed in fan-out profiles).
         timer = None if timeout is None else self._loop.call_later(timeout, _expire, fut)
@@ -206,7 +266,11 @@ class Hub:
         finally:
             if timer is not None:
                 timer.cancel()
-            self._waiters.discard(fut)
+            waiters = self._waiters.get(topic)
+            if waiters is not None:
+                waiters.discard(fut)
+                if not waiters:
+                    del self._waiters[topic]
         if self.closed:
             raise HubClosed
         return woken
@@ -215,7 +279,15 @@ class Hub:
     def waiting(self) -> int:
         """Long polls and streams currently waiting for a publish (streams that
         sent everything and have no write pending)."""
-        return len(self._waiters) + sum(box.caught_up for box in self.outboxes)
+        return self.waiting_on()
+
+    def waiting_on(self, topic: str | None = None) -> int:
+        """:attr:`waiting`, for one topic (all topics when None)."""
+        if topic is None:
+            held = sum(len(w) for w in self._waiters.values())
+            return held + sum(box.caught_up for box in self.outboxes)
+        held = len(self._waiters.get(topic, ()))
+        return held + sum(box.caught_up for box in self._streams.get(topic, ()))
 
     async def wait_closed(self, timeout: float) -> None:
         """After :meth:`close`: wait until every connection has said goodbye and
@@ -239,6 +311,7 @@ class Hub:
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = None
-        self._release_waiters()
+        for topic in list(self._waiters):
+            self._release_waiters(topic)
         for box in list(self.outboxes):
             box.shutdown()

@@ -31,11 +31,12 @@ from collections.abc import Callable
 
 from tornado.iostream import IOStream, StreamClosedError
 
-from rtkit.log import EventLog, LogEvent, Slice
+from rtkit.core.exceptions import LogUnavailable
+from rtkit.log import Log, LogEvent, Slice
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import Hub
-from rtkit.server.polling import slice_gap
-from rtkit.wire.envelope import Gap
+from rtkit.server.reading import Subscription, read_first, read_now, slice_gap
+from rtkit.wire.envelope import Gap, Reset
 
 __all__ = ["Ending", "Framing", "Outbox", "encode_batch", "write_now"]
 
@@ -49,6 +50,7 @@ class Ending(enum.Enum):
     SLOW_CONSUMER = "slow consumer"  # the client did not read within send_timeout
     UNANSWERED = "unanswered"  # the client did not answer a keep-alive (WebSocket ping)
     SHUTDOWN = "shutdown"  # the server stops
+    UNAVAILABLE = "log unavailable"  # the log's store (Redis) cannot be reached
 
 
 class Framing:
@@ -68,6 +70,10 @@ class Framing:
         raise NotImplementedError
 
     def gap(self, gap: Gap) -> bytes:
+        raise NotImplementedError
+
+    def reset(self, reset: Reset) -> bytes:
+        """The notice that the client's epoch is gone (docs/design.md §5, "Epochs")."""
         raise NotImplementedError
 
     def wrap(self, body: bytes) -> bytes:
@@ -98,7 +104,7 @@ def encode_batch(found: Slice, framing: Framing, send_buffer: int) -> tuple[byte
     return framing.wrap(b"".join(pieces)), cursor
 
 
-def write_now(stream: IOStream, data: bytes) -> asyncio.Future[None] | None:
+def write_now(stream: IOStream, data: bytes | memoryview) -> asyncio.Future[None] | None:
     """Write ``data`` on ``stream``: None if the socket took it all at once, else
     the future of the rest. Raises ``StreamClosedError`` if the stream is closed.
 
@@ -119,8 +125,8 @@ def write_now(stream: IOStream, data: bytes) -> asyncio.Future[None] | None:
             sent = 0
         if sent == len(data):
             return None
-        data = memoryview(data)[sent:]  # type: ignore[assignment]
-    return stream.write(data)  # type: ignore[return-value]
+        data = memoryview(data)[sent:]
+    return stream.write(data)
 
 
 class Outbox:
@@ -130,68 +136,137 @@ class Outbox:
     connection takes no more data (a WebSocket that sent its close frame);
     ``on_end(ending, reason)`` is called once when the hub stops feeding it,
     and is how the owning handler disconnects or finishes. The handler creates
-    it, hands it to :meth:`Hub.attach`, and calls :meth:`end` when its
-    client leaves.
+    it for a :class:`~rtkit.server.reading.Subscription`, awaits :meth:`start`,
+    and calls :meth:`end` when its client leaves.
     """
 
     __slots__ = (
-        "closing", "config", "cursor", "dropped_reason", "ended", "framing", "hub",
-        "last_sent", "log", "on_end", "pending", "stream", "write_started",
+        "_drained",
+        "catching_up",
+        "closing",
+        "config",
+        "cursor",
+        "dropped_reason",
+        "ended",
+        "epoch",
+        "framing",
+        "hub",
+        "last_sent",
+        "log",
+        "on_end",
+        "pending",
+        "stream",
+        "topic",
+        "write_started",
     )
 
     def __init__(
         self,
         hub: Hub,
-        log: EventLog,
+        log: Log,
         config: ServerConfig,
         framing: Framing,
         stream: IOStream,
-        cursor: int,
+        subscription: Subscription,
         on_end: Callable[[Ending, str], None],
         closing: Callable[[], bool] | None = None,
     ) -> None:
         self.hub, self.log, self.config, self.framing = hub, log, config, framing
         self.stream, self.on_end = stream, on_end
         self.closing = closing or stream.closed
+        self.topic = subscription.topic
+        #: The epoch the cursor belongs to; when the log's changes, the client gets a reset.
+        self.epoch = subscription.epoch
         #: Id of the newest event written to this connection.
-        self.cursor = cursor
+        self.cursor = subscription.cursor
         #: Bytes handed to the socket and not yet taken by the client.
         self.pending = 0
         self.write_started = self.last_sent = asyncio.get_running_loop().time()
         self.ended = False
+        self.catching_up = False
         self.dropped_reason: str | None = None
+        self._drained: asyncio.Future[None] | None = None
 
     @property
     def caught_up(self) -> bool:
         """Nothing pending and nothing new in the log: waiting for the next publish."""
-        return not self.pending and self.cursor >= self.log.last_id
+        return not self.pending and not self.catching_up and self.cursor >= self.log.last_id_of(self.topic)
 
     # -- delivery ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Be fed from now on, starting with what the log has after the cursor.
+
+        The first reads go through :meth:`Log.read_after` (the Redis log may
+        fetch older history from Redis), one batch at a time, each written and
+        taken by the client before the next; then the hub's pumps take over.
+        The stream is attached (swept for slow consumers and heartbeats) all
+        along. Raises :class:`~rtkit.server.hub.HubClosed` after shutdown.
+        """
+        self.hub.attach(self)
+        self.catching_up = True
+        try:
+            while not self.ended:
+                found = await read_first(
+                    self.log, self.topic, self.cursor, self.config.batch_limit, self.config.send_buffer
+                )
+                if self.ended or not (found.events or found.missed):
+                    break
+                data, self.cursor = encode_batch(found, self.framing, self.config.send_buffer)
+                self.write(data)
+                if not found.more:
+                    break
+                if self._drained is not None:
+                    await self._drained
+        except StreamClosedError:
+            self.end(Ending.CLIENT_GONE)
+        except LogUnavailable as exc:
+            self.end_unavailable(str(exc))
+        finally:
+            self.catching_up = False
+        self.pump()  # what was published meanwhile
+
     def pump(self) -> None:
         """Write the next batch this connection has not seen, unless a write to
         it is still pending.
 
-        The one delivery path: the hub calls it for every stream at each
-        publish and when a stream attaches, and :meth:`_taken` when the client
+        The one delivery path once started: the hub calls it for every stream
+        of a topic at each publish on it, and :meth:`_taken` when the client
         read a pending write. A connection further behind than one batch (a
         resume, a burst) gets the rest one batch per loop turn, so the others
-        are served in between, as when each stream was a coroutine.
+        are served in between, as when each stream was a coroutine. When the
+        topic's epoch changed (a Redis that lost its history), the client is
+        told with a reset and fed the new epoch from its start.
         """
-        if self.pending or self.ended or self.cursor >= self.log.last_id:
+        if self.pending or self.ended or self.catching_up:
             return
+        log = self.log
         try:
+            epoch = log.epoch_of(self.topic)
+            if epoch != self.epoch:
+                reset = Reset(self.topic, epoch, self.epoch, log.last_id_of(self.topic))
+                self.epoch, self.cursor = epoch, 0
+                self.write(self.framing.wrap(self.framing.reset(reset)))
+                if self.pending:
+                    return
+            if self.cursor >= log.last_id_of(self.topic):
+                return
             data, self.cursor = self.hub.batches.get(self)
             self.write(data)
         except StreamClosedError:
             self.end(Ending.CLIENT_GONE)
             return
-        if not self.pending and self.cursor < self.log.last_id:
+        except LogUnavailable as exc:
+            self.end_unavailable(str(exc))
+            return
+        if not self.pending and self.cursor < log.last_id_of(self.topic):
             asyncio.get_running_loop().call_soon(self.pump)
 
     def next_batch(self) -> tuple[bytes, int]:
         """Encode the next write after :attr:`cursor` and the cursor after it
         (the hub shares it with every connection of this framing at that cursor)."""
-        found = self.log.after(self.cursor, self.config.batch_limit)
+        found = read_now(
+            self.log, self.topic, self.cursor, self.config.batch_limit, self.config.send_buffer
+        )
         return encode_batch(found, self.framing, self.config.send_buffer)
 
     def write(self, data: bytes) -> None:
@@ -204,10 +279,12 @@ class Outbox:
         rest = write_now(self.stream, data)
         if rest is not None:
             self.pending, self.write_started = len(data), self.last_sent
+            self._drained = rest
             rest.add_done_callback(self._taken)
 
     def _taken(self, written: asyncio.Future[None]) -> None:
         self.pending = 0
+        self._drained = None
         if not written.cancelled() and written.exception() is None:
             self.pump()  # what was published meanwhile
         # A failed write closed the stream: the handler hears of it from Tornado.
@@ -242,6 +319,11 @@ class Outbox:
     def shutdown(self) -> None:
         """The server stops (called by the hub)."""
         self.end(Ending.SHUTDOWN, "server shutting down")
+
+    def end_unavailable(self, reason: str) -> None:
+        """The log's store cannot be reached (called by the hub): the stream ends,
+        so its client reconnects (to another node, or here once the store is back)."""
+        self.end(Ending.UNAVAILABLE, f"event log unavailable: {reason}")
 
     def end(self, ending: Ending, reason: str = "") -> None:
         """Stop feeding this connection and tell its owner (once; later calls do nothing)."""

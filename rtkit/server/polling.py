@@ -1,63 +1,86 @@
-"""``GET /poll`` and ``GET /longpoll``: one batch of events after a cursor.
+"""``GET /poll`` and ``GET /longpoll``: one batch of events of a topic after a cursor.
 
 A short poll answers at once, possibly with nothing (a wasted request). A long
 poll is held until an event after the cursor exists or ``timeout`` seconds pass
 (Tornado's chat demo, ``demos/chat/chatdemo.py``, is the model): the waiter is
 dropped the moment the client goes away.
+
+Both take ``topic`` and ``epoch`` (docs/design.md, section 5): a cursor of an
+epoch this server no longer has is answered with a reset at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from rtkit.core.api import DEFAULT_LONGPOLL_HOLD
+from rtkit.core.exceptions import LogUnavailable
 from rtkit.log import Slice
 from rtkit.server.base import BaseHandler, ClientGone, HeldRequestMixin
 from rtkit.server.hub import HubClosed
-from rtkit.server.params import parse_limit, parse_timeout
-from rtkit.wire.envelope import Gap, batch_json
+from rtkit.server.params import BadRequest, parse_limit, parse_timeout
+from rtkit.server.reading import Subscription, read_first, read_now, slice_gap, subscribe
+from rtkit.wire.envelope import Reset, batch_json, poll_reset_json
 
-__all__ = ["DEFAULT_LONGPOLL_TIMEOUT", "LongPollHandler", "PollHandler"]
-
-#: Hold time of a long poll that names no ``timeout``.
-DEFAULT_LONGPOLL_TIMEOUT = 30.0
+__all__ = ["LongPollHandler", "PollHandler"]
 
 
-def slice_gap(found: Slice) -> Gap | None:
-    """The gap a slice reports, if the cursor fell behind the retained history."""
-    return Gap(found.cursor, found.first_retained, found.missed) if found.missed else None
+def unavailable(exc: LogUnavailable) -> BadRequest:
+    """503: the log's store cannot be reached (a lost Redis); try again, or another node."""
+    return BadRequest(f"cannot read events now: {exc}; retry, or use another node", status=503)
 
 
 class PollHandler(BaseHandler):
-    def get(self) -> None:
-        since = self.since()
+    async def get(self) -> None:
+        sub = self.subscription()
         limit = parse_limit(self.get_query_argument("limit", None), maximum=self.config.batch_limit)
-        self.answer(self.log.after(since, limit))
+        if sub.reset is not None:
+            self.write_json(poll_reset_json(sub.reset))
+            return
+        try:
+            found = await read_first(self.log, sub.topic, sub.cursor, limit)
+        except LogUnavailable as exc:
+            raise unavailable(exc) from None
+        self.answer(sub, found)
 
-    def answer(self, found: Slice) -> None:
-        self.write_json(
-            batch_json(found.events, last_id=found.last_id, more=found.more, gap=slice_gap(found))
-        )
+    def subscription(self) -> Subscription:
+        return subscribe(self.log, lambda name: self.get_query_argument(name, None))
+
+    def answer(self, sub: Subscription, found: Slice) -> None:
+        """The batch ``found`` after the client's cursor, or a reset if the topic's
+        epoch changed since the cursor was taken (a Redis that lost its history)."""
+        if found.epoch != sub.epoch:
+            self.write_json(poll_reset_json(Reset(sub.topic, found.epoch, sub.epoch, found.last_id)))
+            return
+        self.write_json(batch_json(
+            found.events, last_id=found.last_id, more=found.more, gap=slice_gap(found),
+            topic=found.topic, epoch=found.epoch,
+        ))
 
 
 class LongPollHandler(HeldRequestMixin, PollHandler):
     async def get(self) -> None:
-        since = self.since()
-        timeout = parse_timeout(
-            self.get_query_argument("timeout", None), default=DEFAULT_LONGPOLL_TIMEOUT
-        )
+        sub = self.subscription()
+        timeout = parse_timeout(self.get_query_argument("timeout", None), default=DEFAULT_LONGPOLL_HOLD)
         limit = parse_limit(self.get_query_argument("limit", None), maximum=self.config.batch_limit)
+        if sub.reset is not None:
+            self.write_json(poll_reset_json(sub.reset))
+            return
         self.hub.registry.opened(self, "longpoll", cut=self.cut_connection,
                                  since=self.get_query_argument("since", None),
-                                 user_agent=self.user_agent(), client=self.client_name())
+                                 user_agent=self.user_agent(), client=self.client_name(),
+                                 topic=sub.topic)
         try:
-            found = await self._hold(since, limit, timeout)
+            found = await self._hold(sub, limit, timeout)
         except ClientGone:
             return
-        except HubClosed:  # the server is shutting down: answer with what there is
-            found = self.log.after(since, limit)
+        except HubClosed:  # the server stops, or lost its log: answer with what there is
+            found = read_now(self.log, sub.topic, sub.cursor, limit)
+        except LogUnavailable as exc:
+            raise unavailable(exc) from None
         finally:
             self.hub.registry.closed(self)
-        self.answer(found)
+        self.answer(sub, found)
 
     def cut_connection(self) -> None:
         """Drop the TCP connection now, as a failing network would."""
@@ -65,12 +88,21 @@ class LongPollHandler(HeldRequestMixin, PollHandler):
         if stream is not None:
             stream.close()
 
-    async def _hold(self, since: int, limit: int, timeout: float) -> Slice:
+    async def _hold(self, sub: Subscription, limit: int, timeout: float) -> Slice:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            found = self.log.after(since, limit)
+        found = await read_first(self.log, sub.topic, sub.cursor, limit)
+        while _nothing_for(sub, found):
+            # Read again without awaiting before the waiter is registered: a
+            # publish made while read_first was away is found now, or wakes it.
+            found = read_now(self.log, sub.topic, sub.cursor, limit)
             remaining = deadline - loop.time()
-            if found.events or found.missed or remaining <= 0:
-                return found
-            await self.wait_for_publish(remaining)
+            if not _nothing_for(sub, found) or remaining <= 0:
+                break
+            await self.wait_for_publish(remaining, sub.topic)
+        return found
+
+
+def _nothing_for(sub: Subscription, found: Slice) -> bool:
+    """No events, no gap and the same epoch: nothing to answer yet."""
+    return not (found.events or found.missed) and found.epoch == sub.epoch

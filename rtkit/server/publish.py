@@ -1,4 +1,5 @@
-"""``POST /publish``: the body becomes one event; answers ``{"id": N}``.
+"""``POST /publish?topic=T``: the body becomes one event of topic T (``default``
+when absent; a new name makes the topic); answers ``{"id": N}``.
 
 A body sent as JSON (``Content-Type: application/json`` or ``*+json``) must be
 valid JSON and is published as that value; any other body must be UTF-8 text
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import json
 
+from tornado.http1connection import HTTP1Connection
 from tornado.web import stream_request_body
 
+from rtkit.core.exceptions import LogUnavailable
 from rtkit.log import encode_payload
 from rtkit.server.base import BaseHandler
-from rtkit.server.params import BadRequest
+from rtkit.server.params import BadRequest, parse_topic
 
 __all__ = ["PublishHandler"]
 
@@ -29,18 +32,21 @@ class PublishHandler(BaseHandler):
         super().prepare()
         # A page of another origin must not publish here (a cross-site POST).
         self.check_origin_header("publishing")
+        self._topic = parse_topic(self.get_query_argument("topic", None))
         self._body = bytearray()
         limit = self.config.max_payload
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise _too_large(limit)
-        # A chunked body over the limit: Tornado drops the connection past this.
-        self.request.connection.set_max_body_size(limit)  # type: ignore[attr-defined]
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            # A chunked body over the limit: Tornado drops the connection past this.
+            connection.set_max_body_size(limit)
 
     def data_received(self, chunk: bytes) -> None:
         self._body += chunk
 
-    def post(self) -> None:
+    async def post(self) -> None:
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         body = bytes(self._body)
         if content_type == "application/json" or content_type.endswith("+json"):
@@ -67,5 +73,10 @@ class PublishHandler(BaseHandler):
             data_json = encode_payload(payload)
         except TypeError as exc:  # NaN / Infinity parsed from the body
             raise BadRequest(str(exc)) from None
-        event = self.log.append_json(data_json)
+        try:
+            event = await self.log.append_json_async(data_json, self._topic)
+        except LogUnavailable as exc:
+            raise BadRequest(f"cannot publish now: {exc}", status=503) from None
+        except ValueError as exc:  # one topic too many
+            raise BadRequest(str(exc)) from None
         self.write_json(json.dumps({"id": event.id}))

@@ -3,7 +3,12 @@
 >>> server = start_server()          # 127.0.0.1, a free port
 >>> server.publish({"hello": 1})     # any thread; returns the event id
 1
+>>> server.publish(2.5, topic="prices")   # ids count per topic, from 1
+1
 >>> server.stop()                    # idempotent; joins the thread, frees the port
+
+The log is in memory (:class:`rtkit.log.MemoryLog`), or in Redis Streams with
+``redis=URL`` (shared by every server on that Redis; docs/design.md §8).
 
 ``start_server()`` keeps one server per ``name``: calling it again (a re-run
 notebook cell) stops the previous server of that name first, so exactly one
@@ -20,10 +25,11 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
-from rtkit.core.exceptions import ServerError
+from rtkit.core.api import DEFAULT_TOPIC
+from rtkit.core.exceptions import LogUnavailable, ServerError
 from rtkit.core.loopthread import LoopThread
 from rtkit.core.resource import Resource, start_managed
-from rtkit.log import EventLog
+from rtkit.log import Log, open_log
 from rtkit.server.app import make_app
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import Hub
@@ -53,7 +59,12 @@ class Server(Resource):
         if config is not None and settings:
             raise TypeError("pass either a ServerConfig or keyword settings, not both")
         self.config = config if config is not None else ServerConfig(**settings)
-        self.log = EventLog(self.config.capacity)
+        c = self.config
+        #: The event log this server serves (``server.log.last_id``: the default topic's newest id).
+        self.log: Log = open_log(
+            redis=c.redis, capacity=c.capacity, max_bytes=c.history_bytes,
+            max_topics=c.max_topics, topics=c.topics,
+        )
         self._thread = LoopThread("rtkit-server")
         self._http: HTTPServer | None = None
         self._hub: Hub | None = None
@@ -66,19 +77,43 @@ class Server(Resource):
         self._thread.start()
         try:
             self._thread.run(self._open(), _START_TIMEOUT)
-        except OSError as exc:
-            self._thread.stop()
-            raise ServerError(
-                f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}; "
-                f"pass port=0 for any free port"
-            ) from exc
+        except BaseException as exc:
+            self._abandon_start()
+            if isinstance(exc, OSError):
+                raise ServerError(
+                    f"cannot listen on {self.config.host}:{self.config.port}: "
+                    f"{exc.strerror or exc}; pass port=0 for any free port"
+                ) from exc
+            if isinstance(exc, ServerError):
+                raise
+            if self.config.redis is not None and isinstance(exc, (ConnectionError, TimeoutError)):
+                raise LogUnavailable(f"cannot reach the event log at {self.config.redis}: {exc}") from exc
+            raise
+
+    def _abandon_start(self) -> None:
+        """A start that failed: close what it opened (listening sockets, the log) and the thread."""
+        async def undo() -> None:
+            if self._http is not None:
+                self._http.stop()
+            await self.log.close()
+
+        try:
+            if self._thread.running:
+                self._thread.run(undo(), _STOP_TIMEOUT)
+        finally:
+            self._thread.stop(_STOP_TIMEOUT)
+            if self._hub is not None:
+                self.log.remove_all_listeners(self._hub)
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         io_loop = IOLoop.current()
         self._thread.on_exit.append(lambda: io_loop.close(all_fds=True))
+        await self.log.open()  # LogUnavailable, naming the store, if it cannot be reached
         self._hub = Hub(loop)
         self.log.add_listener(self._hub.on_publish)
+        self.log.add_reset_listener(self._hub.on_reset)
+        self.log.add_failure_listener(self._hub.on_failure)
         sockets = bind_sockets(self.config.port, self.config.host)
         # Headroom over max_payload so /publish can answer 413 itself.
         self._http = HTTPServer(
@@ -95,7 +130,7 @@ class Server(Resource):
         finally:
             self._thread.stop(_STOP_TIMEOUT)
             if self._hub is not None:
-                self.log.remove_listener(self._hub.on_publish)
+                self.log.remove_all_listeners(self._hub)
 
     async def _close(self) -> None:
         assert self._http is not None and self._hub is not None
@@ -106,6 +141,7 @@ class Server(Resource):
             await asyncio.wait_for(self._http.close_all_connections(), _GOODBYE_TIMEOUT)
         except asyncio.TimeoutError:
             pass  # IOLoop.close(all_fds=True) closes what is left
+        await self.log.close()
 
     # -- use ------------------------------------------------------------------------
     @property
@@ -125,11 +161,18 @@ class Server(Resource):
             raise ServerError("the server has not started")
         return self._hub
 
-    def publish(self, payload: Any) -> int:
-        """Publish any JSON-able value; returns its event id. Any thread."""
+    def publish(self, payload: Any, topic: str = DEFAULT_TOPIC) -> int:
+        """Publish any JSON-able value on ``topic`` (made if new); returns its event id.
+        Any thread. Raises ``TypeError`` for a payload JSON cannot carry,
+        ``ValueError`` for a bad topic name or one topic too many."""
         if not self.running:
             raise ServerError(f"cannot publish: the server is {self.state.value}; start one first")
-        return self.log.append(payload).id
+        return self.log.append(payload, topic).id
+
+    def create_topic(self, name: str) -> None:
+        """Make topic ``name`` exist (empty, ids from 1), so clients may subscribe
+        before anything is published on it; harmless if it exists. Any thread."""
+        self.log.create_topic(name)
 
     def cpu_seconds(self) -> float | None:
         """CPU seconds used by the server thread so far (None where not measurable)."""
@@ -138,12 +181,9 @@ class Server(Resource):
     def stats(self) -> dict[str, Any]:
         """What ``GET /stats`` answers (:func:`rtkit.server.stats.build_stats`)."""
         if not self.running or self._hub is None:
-            return {"last_id": self.log.last_id, "first_retained": self.log.first_retained,
-                    "capacity": self.log.capacity, "connections": {}, "waiting": 0,
-                    "dropped": {}, "buffered_bytes": 0}
+            return build_stats(self.log, None)
 
         async def read() -> dict[str, Any]:
-            assert self._hub is not None
             return build_stats(self.log, self._hub)
 
         return self._thread.run(read(), _STOP_TIMEOUT)

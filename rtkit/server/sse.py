@@ -22,7 +22,19 @@ from rtkit.server.base import BaseHandler
 from rtkit.server.hub import HubClosed
 from rtkit.server.outbox import Ending, Framing, Outbox
 from rtkit.server.params import BadRequest
-from rtkit.wire.envelope import Gap, event_json, gap_json
+from rtkit.server.reading import Subscription, subscribe
+from rtkit.wire.envelope import (
+    SSE_GAP,
+    SSE_HELLO,
+    SSE_RESET,
+    Gap,
+    Hello,
+    Reset,
+    event_json,
+    gap_json,
+    hello_json,
+    reset_json,
+)
 from rtkit.wire.sse import encode, encode_comment
 
 __all__ = ["SSEFraming", "SSEHandler", "encode_log_event", "http_chunk"]
@@ -58,7 +70,11 @@ class SSEFraming(Framing):
 
     def gap(self, gap: Gap) -> bytes:
         # The id makes a reconnect resume after the gap rather than report it again.
-        return encode(gap_json(gap), event="gap", id=gap.first_id - 1)
+        return encode(gap_json(gap), event=SSE_GAP, id=gap.first_id - 1)
+
+    def reset(self, reset: Reset) -> bytes:
+        # id 0: the browser's last event ID starts again with the new epoch's ids.
+        return encode(reset_json(reset), event=SSE_RESET, id=0)
 
     def wrap(self, body: bytes) -> bytes:
         return http_chunk(body) if self.chunked else body
@@ -72,6 +88,11 @@ SSE_CHUNKED, SSE_PLAIN = SSEFraming(chunked=True), SSEFraming(chunked=False)
 
 
 class SSEHandler(BaseHandler):
+    """``GET /sse?topic=T&since=N&epoch=E``. The stream opens with a comment,
+    ``retry:``, and an event of type ``hello`` (``{"topic", "epoch", "last_id"}``);
+    a cursor of a lost epoch gets an event of type ``reset`` next, then the new
+    epoch's events from its start (docs/design.md §5)."""
+
     _outbox: Outbox | None = None
 
     async def get(self) -> None:
@@ -79,23 +100,28 @@ class SSEHandler(BaseHandler):
         # saw as `Last-Event-ID`; it wins over the `since` of the URL.
         header = self.request.headers.get("Last-Event-ID")
         registry = self.hub.registry
-        registry.opened(
+        record = registry.opened(
             self, "sse", cut=self.cut_connection, since=self.get_query_argument("since", None),
             last_event_id=header, user_agent=self.user_agent(), client=self.client_name(),
         )
         status = None
         try:
-            if header is not None and header.strip():
-                cursor = self.since(header, name="Last-Event-ID")
-            else:
-                cursor = self.since()
+            resumed = header is not None and header.strip() != ""
+            sub = subscribe(
+                self.log, lambda name: self.get_query_argument(name, None),
+                cursor=header if resumed else None, name="Last-Event-ID" if resumed else "since",
+            )
+            record.topic = sub.topic
             self.set_header("Content-Type", "text/event-stream; charset=utf-8")
             self.set_header("X-Accel-Buffering", "no")  # ask reverse proxies not to buffer
-            self.write(encode_comment(f"rtkit stream after id {cursor}"))
+            self.write(encode_comment(f"rtkit stream after id {sub.cursor}"))
             self.write(b"retry: %d\n\n" % self.config.retry_ms)
+            self.write(encode(hello_json(Hello(sub.topic, sub.epoch, sub.last_id)), event=SSE_HELLO))
+            if sub.reset is not None:
+                self.write(SSE_PLAIN.reset(sub.reset))
             try:
                 await self.flush()  # the head and greeting, through Tornado
-                await self._serve(cursor)
+                await self._serve(sub)
             except (StreamClosedError, HubClosed):
                 pass  # the client left, or the server stops: end the response
             finally:
@@ -113,7 +139,7 @@ class SSEHandler(BaseHandler):
         if stream is not None:
             stream.close()
 
-    async def _serve(self, cursor: int) -> None:
+    async def _serve(self, sub: Subscription) -> None:
         """Have the hub feed the stream until it ends (``get`` then finishes the response)."""
         stream = self.request.connection.stream  # type: ignore[union-attr]
         if stream.closed():
@@ -131,12 +157,14 @@ class SSEHandler(BaseHandler):
                 # The client is not reading, so no last word can reach it: the
                 # reason goes to the log and to /stats ("dropped").
                 stream.close()
+            # Otherwise the response ends (get() returns): a lost log's clients
+            # reconnect, to another node or here once the store is back.
             if not ended.done():
                 ended.set_result(None)
 
         framing = SSE_CHUNKED if self.request.version == "HTTP/1.1" else SSE_PLAIN
-        self._outbox = Outbox(self.hub, self.log, self.config, framing, stream, cursor, on_end)
-        self.hub.attach(self._outbox)
+        self._outbox = Outbox(self.hub, self.log, self.config, framing, stream, sub, on_end)
+        await self._outbox.start()
         await ended
 
     def on_connection_close(self) -> None:

@@ -1,33 +1,58 @@
 """What a server reports about itself: ``GET /stats`` and :meth:`rtkit.Server.stats`.
 
 One builder, :func:`build_stats`, so the HTTP answer and the Python dict have
-the same shape: the log's extent, the connections open per transport (from
-the hub's registry), waiting readers, connections the server dropped and why,
-and the bytes written to streams that their clients have not taken yet.
+the same shape::
+
+    {"last_id", "first_retained",            the default topic (one-stream code reads these)
+     "capacity", "history_bytes", "max_topics",   the log's bounds
+     "topics": {name: {"last_id", "first_retained", "retained", "retained_bytes",
+                       "epoch", "connections": {transport: n}, "waiting"}},
+     "connections": {transport: n},          open streams and held requests, all topics
+     "waiting", "dropped": {reason: n}, "buffered_bytes"}
+
+Counts derive from the hub's one registry of connections; topics and bounds
+from the log (:meth:`rtkit.log.Log.stats`).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
-from rtkit.log import EventLog
+from rtkit.core.api import DEFAULT_TOPIC
+from rtkit.log import Log
 from rtkit.server.base import BaseHandler
 from rtkit.server.hub import Hub
 
 __all__ = ["StatsHandler", "build_stats"]
 
 
-def build_stats(log: EventLog, hub: Hub) -> dict[str, Any]:
-    """The server's state now. Server loop only."""
+def build_stats(log: Log, hub: Hub | None) -> dict[str, Any]:
+    """The server's state now (``hub`` None: a server that is not running).
+    Server loop only, when running."""
+    found = log.stats()
+    by_topic: dict[str, Counter[str]] = hub.registry.counts_by_topic() if hub else {}
+    topics = {
+        name: {
+            **extent,
+            "connections": {t: n for t, n in by_topic.get(name, Counter()).items() if n},
+            "waiting": hub.waiting_on(name) if hub else 0,
+        }
+        for name, extent in found["topics"].items()
+    }
+    default = found["topics"][DEFAULT_TOPIC]
     return {
-        "last_id": log.last_id,
-        "first_retained": log.first_retained,
-        "capacity": log.capacity,
-        "connections": {t: n for t, n in hub.registry.counts().items() if n},
-        "waiting": hub.waiting,
-        "dropped": dict(hub.dropped),
-        "buffered_bytes": hub.buffered_bytes,
+        "last_id": default["last_id"],
+        "first_retained": default["first_retained"],
+        "capacity": found["capacity"],
+        "history_bytes": found["max_bytes"],
+        "max_topics": found["max_topics"],
+        "topics": topics,
+        "connections": {t: n for t, n in hub.registry.counts().items() if n} if hub else {},
+        "waiting": hub.waiting if hub else 0,
+        "dropped": dict(hub.dropped) if hub else {},
+        "buffered_bytes": hub.buffered_bytes if hub else 0,
     }
 
 

@@ -2,16 +2,20 @@
 
 Server -> client messages (JSON objects, see :mod:`rtkit.wire.envelope`)::
 
-    {"type": "hello", "last_id": 9, "max_message_size": 1048576, "heartbeat": 15.0}
+    {"type": "hello", "topic": "default", "epoch": "9f...", "last_id": 9,
+     "max_message_size": 1048576, "heartbeat": 15.0}
     {"type": "event", "id": 10, "published_ns": ..., "data": <payload>}
     {"type": "gap", "after": 2, "first_id": 5, "missed": 2}
+    {"type": "reset", "topic": "default", "epoch": NEW, "old_epoch": OLD, "last_id": 9}
+                                                   the client's epoch is gone; events from 0 follow
     {"type": "ack", "id": 11}                      answer to a publish
     {"type": "pong", "echo": <anything>, "server_ns": ...}   answer to a ping
     {"type": "error", "error": "<what was wrong and what is accepted>"}
 
 Client -> server messages::
 
-    {"type": "publish", "data": <payload>}
+    {"type": "publish", "data": <payload>}       on the connection's topic, or
+    {"type": "publish", "data": <payload>, "topic": "prices"}
     {"type": "ping", "echo": <anything>}
 
 A message over ``max_payload`` bytes is refused by closing with 1009 (RFC 6455
@@ -33,13 +37,24 @@ from typing import Any
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from rtkit.core.api import check_topic
 from rtkit.core.clock import now_ns
+from rtkit.core.exceptions import LogUnavailable
 from rtkit.log import LogEvent, encode_payload
 from rtkit.server.base import RtkitHandlerMixin
 from rtkit.server.hub import HubClosed
 from rtkit.server.outbox import Ending, Framing, Outbox
 from rtkit.server.params import BadRequest
-from rtkit.wire.envelope import Gap, ws_event_json, ws_gap_json
+from rtkit.server.reading import subscribe
+from rtkit.wire.envelope import (
+    Gap,
+    Hello,
+    Reset,
+    ws_event_json,
+    ws_gap_json,
+    ws_hello_json,
+    ws_reset_json,
+)
 from rtkit.wire.wsframes import Opcode, encode_frame
 
 __all__ = ["WebSocketEventsHandler"]
@@ -49,6 +64,7 @@ GOING_AWAY = 1001
 #: "an endpoint is terminating the connection because it has received a message
 #: that violates its policy" (RFC 6455 §7.4.1): here, not reading what it is sent.
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
 
 
 class WebSocketFraming(Framing):
@@ -69,6 +85,9 @@ class WebSocketFraming(Framing):
 
     def gap(self, gap: Gap) -> bytes:
         return encode_frame(ws_gap_json(gap).encode())
+
+    def reset(self, reset: Reset) -> bytes:
+        return encode_frame(ws_reset_json(reset).encode())
 
 
 WS_FRAMING = WebSocketFraming()
@@ -108,7 +127,7 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
                 status=426,
             )
         self.check_origin_header("a WebSocket")
-        self._cursor = self.since()
+        self._subscription = subscribe(self.log, lambda name: self.get_query_argument(name, None))
 
     def check_origin(self, origin: str) -> bool:
         return True  # already checked in prepare(), with a JSON error
@@ -123,30 +142,27 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
         if self._outbox is not None:
             self._outbox.unanswered = False
 
-    def open(self, *args: str, **kwargs: str) -> None:
+    async def open(self, *args: str, **kwargs: str) -> None:
+        sub = self._subscription
         self.hub.registry.opened(
             self, "ws", cut=self.cut_connection, since=self.get_query_argument("since", None),
-            user_agent=self.user_agent(), client=self.client_name(),
+            user_agent=self.user_agent(), client=self.client_name(), topic=sub.topic,
         )
         self._release_http_connection()
         self.set_nodelay(True)
-        self.write_message(
-            json.dumps(
-                {
-                    "type": "hello",
-                    "last_id": self.log.last_id,
-                    "max_message_size": self.config.max_payload,
-                    "heartbeat": self.config.heartbeat,
-                }
-            )
-        )
+        hello = Hello(sub.topic, sub.epoch, sub.last_id)
+        self.write_message(ws_hello_json(
+            hello, max_message_size=self.config.max_payload, heartbeat=self.config.heartbeat
+        ))
+        if sub.reset is not None:
+            self.write_message(ws_reset_json(sub.reset))
         assert self.ws_connection is not None and self.ws_connection.stream is not None
         self._outbox = WebSocketOutbox(
             self.hub, self.log, self.config, WS_FRAMING, self.ws_connection.stream,
-            self._cursor, self._on_end, closing=self._closing,
+            sub, self._on_end, closing=self._closing,
         )
         try:
-            self.hub.attach(self._outbox)  # after hello, which comes first
+            await self._outbox.start()  # after hello, which comes first
         except HubClosed:
             self.close(GOING_AWAY, "server shutting down")
 
@@ -176,21 +192,23 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
             self.close(POLICY_VIOLATION, reason[:120])
         elif ending is Ending.UNANSWERED:
             self.close(reason=reason)  # what Tornado's own ping timeout does
+        elif ending is Ending.UNAVAILABLE:
+            # 1011: "a server is terminating the connection because it encountered
+            # an unexpected condition that prevented it from fulfilling the
+            # request" (RFC 6455 §7.4.1): the client reconnects, to another node.
+            self.close(INTERNAL_ERROR, reason[:120])
         # CLIENT_GONE: the connection is closed or closing; Tornado calls on_close.
 
-    def on_message(self, message: str | bytes) -> None:
+    async def on_message(self, message: str | bytes) -> None:
+        # A coroutine: Tornado reads the next message only once it returns, so
+        # publishes are logged and acknowledged in the order they were sent.
         try:
             msg = json.loads(message)
             kind = msg.get("type") if isinstance(msg, dict) else None
         except (ValueError, UnicodeDecodeError, RecursionError):
             kind = None
         if kind == "publish" and "data" in msg:
-            try:
-                event = self.log.append_json(encode_payload(msg["data"]))
-            except TypeError as exc:  # cannot happen for decoded JSON, but say so if it does
-                self._reply({"type": "error", "error": str(exc)})
-                return
-            self._reply({"type": "ack", "id": event.id})
+            await self._publish(msg)
         elif kind == "ping":
             self._reply({"type": "pong", "echo": msg.get("echo"), "server_ns": now_ns()})
         else:
@@ -198,9 +216,22 @@ class WebSocketEventsHandler(RtkitHandlerMixin, WebSocketHandler):
                 {
                     "type": "error",
                     "error": "messages must be JSON objects: "
-                    '{"type": "publish", "data": <payload>} or {"type": "ping", "echo": <any>}',
+                    '{"type": "publish", "data": <payload>, "topic": <optional name>} '
+                    'or {"type": "ping", "echo": <any>}',
                 }
             )
+
+    async def _publish(self, msg: dict[str, Any]) -> None:
+        """``{"type": "publish", "data": ..., "topic": ...}``: ack with the id, or an error."""
+        topic = msg.get("topic", self._subscription.topic)
+        try:
+            check_topic(topic)
+            event = await self.log.append_json_async(encode_payload(msg["data"]), topic)
+        except (TypeError, ValueError, LogUnavailable) as exc:
+            # TypeError cannot happen for decoded JSON, but say so if it does
+            self._reply({"type": "error", "error": str(exc)})
+            return
+        self._reply({"type": "ack", "id": event.id})
 
     def _reply(self, obj: dict[str, Any]) -> None:
         try:
