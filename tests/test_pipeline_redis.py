@@ -195,3 +195,35 @@ def test_the_command_refuses_a_window_that_cannot_work() -> None:
     proc = _cli("--window", "0", timeout=60)
     assert proc.returncode == 2
     assert "window must be in (0, 3600] seconds" in proc.stderr
+
+
+def _poll(url: str, topic: str) -> list[dict[str, Any]]:
+    import json
+    import urllib.request
+
+    events: list[dict[str, Any]] = []
+    since = 0
+    while True:
+        with urllib.request.urlopen(f"{url}/poll?topic={topic}&since={since}&limit=1000", timeout=10) as r:
+            batch = json.loads(r.read())
+        events += [e["data"] for e in batch["events"]]
+        if not batch["more"]:
+            return events
+        since = batch["last_id"]
+
+
+def test_windows_alerts_and_late_events_are_delivered_on_the_server_topics(
+        redis_server: Any, server: Any) -> None:
+    with Pipeline(feed(), redis=redis_server.url, server=server, workers=2, subscribe=False,
+                  alert=AlertRule.move(0.2)) as run:
+        run.wait(60)
+        result = run.result()
+    assert result.comparison.ok
+    windows = _poll(server.url, "aggregates")
+    stored = {(k, int(s)) for k, s in zip(result.windows["key"], result.windows["start_ns"])}
+    assert {(w["key"], w["start_ns"]) for w in windows} == stored and len(windows) == len(stored)
+    assert all(w["kind"] == "window" and w["run"] == run.run for w in windows)
+    alerts = _poll(server.url, "alerts")
+    assert len(alerts) == result.comparison.alerts > 0
+    late = _poll(server.url, "late")
+    assert {e["entry"] for e in late} == set(result.late["entry"])

@@ -27,7 +27,15 @@ from typing import Any
 
 from rtkit.pipeline.config import MARKET, METRICS, AlertRule, PipelineConfig, Schema, Windows
 from rtkit.pipeline.errors import PipelineError, RedisLost
-from rtkit.pipeline.records import BadRecord, DeadLetter, Event, LateEvent, parse_event, shard_of
+from rtkit.pipeline.records import (
+    BadRecord,
+    DeadLetter,
+    Event,
+    LateEvent,
+    make_record,
+    parse_event,
+    shard_of,
+)
 from rtkit.pipeline.windows import Alert, Checkpoint, Output, ShardProcessor, WindowResult
 
 _LAZY = {
@@ -92,6 +100,7 @@ __all__ = [
     "capture_locally",
     "captured_frame",
     "compare",
+    "make_record",
     "parse_event",
     "record",
     "shard_of",

@@ -38,7 +38,7 @@ import redis
 from rtkit.core.clock import now_ns
 from rtkit.pipeline.config import PipelineConfig
 from rtkit.pipeline.errors import PipelineError, RedisLost
-from rtkit.pipeline.keys import GROUP, RunKeys
+from rtkit.pipeline.keys import GROUP, RunKeys, connect
 from rtkit.pipeline.records import shard_of
 from rtkit.pipeline.sources import Feed, SourceRecord
 
@@ -99,7 +99,7 @@ class Producer:
         self.url, self.keys, self.config, self.feed = redis_url, keys, config, feed
         self.start_ns, self.policy, self.batch = start_ns, policy, batch
         self.redis_timeout = redis_timeout
-        self.r = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
+        self.r = connect(redis_url)
         self.captured: list[Captured] = []
         self.done = threading.Event()
         self.error: BaseException | None = None

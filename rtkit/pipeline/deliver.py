@@ -26,7 +26,7 @@ import redis
 
 from rtkit.core.waiting import wait_until
 from rtkit.pipeline.errors import PipelineError
-from rtkit.pipeline.keys import RunKeys
+from rtkit.pipeline.keys import RunKeys, connect
 
 __all__ = ["Deliverer", "Publisher", "Subscriber", "Topics"]
 
@@ -34,7 +34,8 @@ _BLOCK_MS = 100
 
 
 class Publisher(Protocol):
-    """Anything with rtkit's ``publish(payload, topic=...)`` (a :class:`rtkit.Server`)."""
+    """Anything with rtkit's ``publish(payload, topic=...)`` (a :class:`rtkit.Server`;
+    its ``create_topic(name)`` and ``url`` are used when it has them)."""
 
     def publish(self, payload: Any, topic: str = ...) -> int: ...
 
@@ -65,7 +66,7 @@ class Deliverer:
         self.keys, self.publisher, self.topics = keys, publisher, topics
         self.url = redis_url
         self.redis_timeout = redis_timeout
-        self.r = redis.Redis.from_url(redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
+        self.r = connect(redis_url)
         self.delivered = {"window": 0, "alert": 0, "late": 0}
         self.error: BaseException | None = None
         self.last_entry = "0-0"

@@ -30,13 +30,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["GROUP", "RunKeys", "check_run"]
+import redis
+
+__all__ = ["GROUP", "RunKeys", "check_run", "connect"]
 
 #: The consumer group of every shard stream.
 GROUP = "analyzers"
 _RUN_RULE = "[A-Za-z0-9_.-]{1,40}"
 _RUN_RE = re.compile(rf"\A{_RUN_RULE}\Z")
+
+
+def connect(url: str, *, timeout: float = 5.0) -> Any:
+    """A redis-py client for ``url`` as every part of a run uses it: replies as bytes,
+    ``timeout`` seconds for a reply (a blocking read asks for less), 2 s to connect.
+    Typed ``Any``: redis-py's sync methods are annotated as "a value or an awaitable"."""
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=2.0)
 
 
 def check_run(run: object) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 import redis
 
 from rtkit.core.clock import now_ns
-from rtkit.pipeline.keys import GROUP, RunKeys
+from rtkit.pipeline.keys import GROUP, RunKeys, connect
 
 __all__ = ["LagSampler", "Timing", "read_log", "read_timing"]
 
@@ -33,7 +33,7 @@ class LagSampler:
                  t0_ns: int, period: float = 0.05) -> None:
         self.keys, self.shards, self.captured, self.t0_ns = keys, shards, captured, t0_ns
         self.period = period
-        self.r = redis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=1.0)
+        self.r = connect(redis_url, timeout=2.0)
         self.rows: list[tuple[Any, ...]] = []
         #: Times (ns) Redis did not answer a sample: the run's outages as the kernel saw them.
         self.unreachable: list[int] = []
@@ -85,7 +85,7 @@ class LagSampler:
                                                 "captured", "stored_windows"])
 
 
-def read_log(r: redis.Redis, keys: RunKeys, after: str = "0-0") -> tuple[list[dict[str, Any]], str]:
+def read_log(r: Any, keys: RunKeys, after: str = "0-0") -> tuple[list[dict[str, Any]], str]:
     """What the workers noted after entry ``after``: (notes, last entry id read)."""
     notes, last = [], after
     for entry_id, fields in r.xrange(keys.log, min=f"({after}" if after != "0-0" else "-"):
@@ -105,7 +105,7 @@ class Timing:
     windows: pd.DataFrame
 
 
-def read_timing(r: redis.Redis, keys: RunKeys) -> Timing:
+def read_timing(r: Any, keys: RunKeys) -> Timing:
     reads: list[tuple[Any, ...]] = []
     claims: list[tuple[Any, ...]] = []
     windows: list[tuple[Any, ...]] = []

@@ -101,7 +101,7 @@ def lag_figure(lag: pd.DataFrame, *, title: str = "") -> Figure:
     captured_rate = np.diff(per_t["captured"].to_numpy(), prepend=np.nan) / dt
     consumed = per_t["captured"] - per_t["lag"]  # read by a worker so far
     consumed_rate = np.diff(consumed.to_numpy(), prepend=np.nan) / dt
-    smooth = max(1, int(round(0.25 / max(float(np.nanmedian(dt)), 1e-3))))
+    smooth = max(1, round(0.25 / max(float(np.nanmedian(dt)), 1e-3)))
     rate_ax.plot(t, pd.Series(captured_rate).rolling(smooth, min_periods=1).mean(), color="#4c72b0",
                  label="captured per second")
     rate_ax.plot(t, pd.Series(consumed_rate).rolling(smooth, min_periods=1).mean(), color="#dd8452",

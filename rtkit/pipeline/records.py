@@ -26,6 +26,7 @@ __all__ = [
     "Event",
     "LateEvent",
     "entry_order",
+    "make_record",
     "parse_event",
     "parse_record",
     "shard_of",
@@ -134,10 +135,10 @@ def parse_record(raw: bytes | str, schema: Schema) -> tuple[str, float, float, i
         raise BadRecord(f"not JSON: {exc}") from None
     if type(obj) is not dict:
         raise BadRecord(f"not a JSON object: {type(obj).__name__}")
-    key = obj.get(schema.key)
-    value = obj.get(schema.value)
-    when = obj.get(schema.time)
-    size = obj.get(schema.size, 1.0) if schema.size is not None else 1.0
+    key: Any = obj.get(schema.key)
+    value: Any = obj.get(schema.value)
+    when: Any = obj.get(schema.time)
+    size: Any = obj.get(schema.size, 1.0) if schema.size is not None else 1.0
     # The fast path: every field of the type it must be (JSON gives int or float, never bool here).
     if (type(key) is str and 0 < len(key) <= _MAX_KEY and type(when) is int and when >= 0
             and type(value) in _NUMBER and type(size) in _NUMBER and math.isfinite(value)
@@ -160,6 +161,14 @@ def _refuse(obj: dict[str, Any], schema: Schema) -> NoReturn:
     if isinstance(when, bool) or not isinstance(when, int) or when < 0:
         raise BadRecord(f"{schema.time!r} must be an integer number of ns >= 0, got {when!r}"[:200])
     raise BadRecord(f"not a valid record: {key!r}, {value!r}, {size!r}, {when!r}"[:200])
+
+
+def make_record(schema: Schema, key: str, value: float, event_ns: int, size: float = 1.0) -> bytes:
+    """A raw record as a source would send it (for trying the processor by hand)."""
+    obj: dict[str, Any] = {schema.key: key, schema.value: value, schema.time: event_ns}
+    if schema.size is not None:
+        obj[schema.size] = size
+    return json.dumps(obj).encode()
 
 
 def parse_event(raw: bytes | str, schema: Schema, entry: str) -> Event:

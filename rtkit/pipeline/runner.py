@@ -90,6 +90,8 @@ class Pipeline(Resource):
                 ``lateness`` (seconds), ``shards`` (default: one per worker), ``alert``
     workers     stream processor processes
     policy      :class:`CapturePolicy` (default: block while 100,000 entries are unread)
+    subscribe   with a server: also subscribe to its topics (SSE) and time each
+                window's arrival (the "delivered" stage)
     worker_max_rate  entries/s each worker may process (a slow consumer), None: no limit
     run         the run's name in Redis (default: a fresh one)
     """
@@ -102,6 +104,7 @@ class Pipeline(Resource):
                  slide: float | None = None, lateness: float = 0.2, shards: int | None = None,
                  alert: AlertRule | None = None, workers: int = 2,
                  policy: CapturePolicy | None = None, topics: Topics | None = None,
+                 subscribe: bool = True,
                  worker_max_rate: float | None = None, run: str | None = None,
                  batch: int = 1000, redis_timeout: float = 10.0, lead: float = 0.1) -> None:
         super().__init__()
@@ -117,6 +120,7 @@ class Pipeline(Resource):
         self.policy = policy or CapturePolicy.block()
         self.topics = topics or Topics()
         self.worker_max_rate = worker_max_rate
+        self.subscribe = subscribe
         self.run = check_run(run) if run is not None else f"run-{uuid.uuid4().hex[:8]}"
         self.keys = RunKeys(self.run)
         self.batch, self.redis_timeout, self.lead = batch, redis_timeout, lead
@@ -141,8 +145,11 @@ class Pipeline(Resource):
         try:
             self._prepare_redis()
             if self.server is not None:
+                create = getattr(self.server, "create_topic", None)
+                for topic in self.topics.all() if create is not None else ():
+                    create(topic)  # so subscribers may come before the first window
                 url = getattr(self.server, "url", None)
-                if isinstance(url, str):
+                if self.subscribe and isinstance(url, str):
                     self.subscriber = Subscriber(url, self.run, self.topics).start()
                 self.deliverer = Deliverer(self.redis_url, self.keys, self.server, self.topics,
                                            redis_timeout=self.redis_timeout).start()
@@ -228,6 +235,29 @@ class Pipeline(Resource):
             "delivered": len(self.subscriber.arrivals) if self.subscriber else 0,
             "notes": notes,
         }
+
+    def streams(self) -> pd.DataFrame:
+        """Each shard stream as Redis sees it now: length, first and last entry ids,
+        and its consumer group's pending entries, lag and consumers (XINFO)."""
+        rows = []
+        for shard in range(self.config.shards):
+            name = self.keys.shard(shard)
+            info = self._r.xinfo_stream(name)
+            group = next(g for g in self._r.xinfo_groups(name) if g["name"] in (GROUP, GROUP.encode()))
+            consumers = [c["name"].decode() for c in self._r.xinfo_consumers(name, GROUP)]
+            first, last = info.get("first-entry"), info.get("last-entry")
+            rows.append({"shard": shard, "stream": name, "length": info["length"],
+                         "first_entry": first[0].decode() if first else None,
+                         "last_entry": last[0].decode() if last else None,
+                         "pending": group["pending"], "lag": group.get("lag"),
+                         "consumers": ", ".join(consumers)})
+        return pd.DataFrame(rows)
+
+    def peek(self, shard: int = 0, n: int = 5) -> pd.DataFrame:
+        """The first ``n`` entries of a shard stream still held: id and record as captured."""
+        rows = [(e.decode(), (f.get(b"d") or b"<end of stream>").decode("utf-8", "replace"))
+                for e, f in self._r.xrange(self.keys.shard(shard), count=n)]
+        return pd.DataFrame(rows, columns=["entry", "record"])
 
     @property
     def captured_done(self) -> bool:

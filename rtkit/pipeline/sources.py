@@ -74,7 +74,7 @@ def _check(name: str, value: object, low: float, high: float, *, low_open: bool 
     if not ok:
         bracket = "(" if low_open else "["
         raise ValueError(f"{name} must be a number in {bracket}{low:g}, {high:g}], got {value!r}")
-    return float(value)
+    return float(value)  # type: ignore[arg-type]
 
 
 class _Simulated(Feed):
@@ -246,7 +246,8 @@ class MetricsFeed(_Simulated):
             if len(incident) != 4 or incident[0] not in services:
                 raise ValueError(f"an incident is (service, start s, length s, factor) with a "
                                  f"known service, got {incident!r}")
-        self.incidents = tuple(tuple(i) for i in incidents)
+        self.incidents: tuple[tuple[str, float, float, float], ...] = tuple(
+            (str(s), float(a), float(b), float(f)) for s, a, b, f in incidents)
         super().__init__(services, rate=rate, duration=duration, seed=seed, jitter=jitter,
                          disorder=disorder, max_disorder=max_disorder, late=late,
                          late_by=late_by, malformed=malformed, burst=burst)

@@ -12,11 +12,10 @@ import json
 from typing import Any
 
 import pandas as pd
-import redis
 
 from rtkit.core.clock import now_ns
 from rtkit.pipeline.batch import windows_frame
-from rtkit.pipeline.keys import RunKeys
+from rtkit.pipeline.keys import RunKeys, connect
 
 __all__ = ["Store"]
 
@@ -33,10 +32,10 @@ class Store:
     >>> store.read_latency()                # how long a latest() takes, measured here
     """
 
-    def __init__(self, redis_url: str, run: str, *, client: redis.Redis | None = None) -> None:
+    def __init__(self, redis_url: str, run: str, *, client: Any = None) -> None:
         self.keys = RunKeys(run)
         self.run = run
-        self.redis = client if client is not None else redis.Redis.from_url(redis_url)
+        self.redis = client if client is not None else connect(redis_url)
 
     def keys_seen(self) -> list[str]:
         """Every key (symbol, service) with at least one closed window, sorted."""
@@ -78,7 +77,7 @@ class Store:
         """Every dead letter: the entry, its shard, the raw record and the reason."""
         return self._stream(self.keys.dead, ["entry", "shard", "raw", "reason"])
 
-    def read_latency(self, key: str | None = None, n: int = 500) -> dict[str, float]:
+    def read_latency(self, key: str | None = None, n: int = 500) -> dict[str, Any]:
         """Time ``n`` calls of :meth:`latest` (on the one clock): p50, p90, p99 and
         max in microseconds. ``key``: default the first key seen."""
         if key is None:
@@ -93,7 +92,7 @@ class Store:
             times.append(now_ns() - began)
         s = pd.Series(times) / 1000.0
         return {"key": key, "reads": n, "p50_us": float(s.quantile(0.5)), "p90_us": float(s.quantile(0.9)),
-                "p99_us": float(s.quantile(0.99)), "max_us": float(s.max())}  # type: ignore[dict-item]
+                "p99_us": float(s.quantile(0.99)), "max_us": float(s.max())}
 
     def close(self) -> None:
         self.redis.close()

@@ -39,7 +39,7 @@ import redis
 from rtkit.core.clock import now_ns
 from rtkit.pipeline.commit import COMMIT_SCRIPT, LEASE_LOST, commit_args, json_dumps
 from rtkit.pipeline.config import PipelineConfig
-from rtkit.pipeline.keys import GROUP, RunKeys
+from rtkit.pipeline.keys import GROUP, RunKeys, connect
 from rtkit.pipeline.windows import Checkpoint, Output, ShardProcessor
 
 __all__ = ["EXIT_REDIS_LOST", "EXIT_UNREACHABLE", "Worker", "main"]
@@ -78,7 +78,7 @@ class Worker:
         self.max_rate = max_rate
         self.redis_timeout = redis_timeout
         self.token = f"{name}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.r = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
+        self.r = connect(url)
         self.commit = self.r.register_script(COMMIT_SCRIPT)
         self.renew = self.r.register_script(_RENEW_SCRIPT)
         self.release = self.r.register_script(_RELEASE_SCRIPT)
@@ -161,7 +161,7 @@ class Worker:
             time.sleep(self.config.lease_ms / 4000)  # a standby's cadence of looking for work
             return
         streams = {self.keys.shard(s): ">" for s in sorted(self.owned)}
-        reply = self.r.xreadgroup(GROUP, self.name, streams, count=self.config.read_count,  # type: ignore[arg-type]
+        reply = self.r.xreadgroup(GROUP, self.name, streams, count=self.config.read_count,
                                   block=_BLOCK_MS)
         read_ns = now_ns()
         outputs: dict[int, Output] = {}
@@ -261,7 +261,7 @@ class Worker:
         """Own ``shard``: its checkpoint, then every pending entry in stream order."""
         assert self.config is not None
         self.r.set(self.keys.ever(shard), 1)
-        text = self.r.hget(self.keys.checkpoint, shard)  # type: ignore[arg-type]
+        text = self.r.hget(self.keys.checkpoint, shard)
         checkpoint = Checkpoint.from_text(text) if text else None
         proc = ShardProcessor(self.config, shard, checkpoint)
         start, claimed, trimmed = "0-0", 0, 0
