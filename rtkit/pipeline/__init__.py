@@ -14,6 +14,17 @@ with a watermark; the results land in Redis as the low-latency store
 >>> run.wait(60); run.store.latest("AAPL")
 >>> run.result().comparison.summary()     # '... lost 0, duplicated 0; ...'
 
+**Why shards.** One Redis stream is one ordered log with no partitions: a
+consumer group hands its entries to whichever worker asks next, so the events
+of one symbol would be spread over every worker, each with its own idea of
+the watermark, and no worker could close a window alone. So keys are sharded
+over several streams (:func:`shard_of`, CRC-32: Kafka's keyed partitions by
+hand), and each shard has one owner at a time (a lease in Redis): per-key
+order holds, and the watermark is per shard, as Flink's is per partition
+(Flink then takes the minimum over its inputs; here a window belongs to one
+shard, so no minimum is needed). A standby or surviving worker takes over a
+shard whose lease lapsed. More shards than workers lets work move in pieces.
+
 The pure parts need no Redis: :class:`ShardProcessor` (windows, watermark,
 late events, acknowledgements), :func:`batch_windows` and :func:`compare`
 (the batch recomputation), :func:`stream_locally` (the analyze stage in one

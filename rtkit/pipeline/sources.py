@@ -161,6 +161,21 @@ class _Simulated(Feed):
                 raw = f"{heads[i]}{ts}{tails[i]}"
             yield SourceRecord(start_ns + arrivals[i], key, raw.encode())
 
+    def table(self) -> Any:
+        """One row per record in arrival order: key, event and arrival time (ms from the
+        start), the network's delay, whether it arrives after a later event
+        (``out_of_order``) and whether it is malformed (a pandas DataFrame)."""
+        import pandas as pd
+
+        order = self._order
+        event_ms = self._event_offsets[order] / 1e6
+        arrival_ms = self._arrival_offsets[order] / 1e6
+        newest_before = np.maximum.accumulate(np.concatenate([[-np.inf], event_ms[:-1]]))
+        return pd.DataFrame({
+            "key": np.array(self.keys)[self._key_index[order]], "event_ms": event_ms,
+            "arrival_ms": arrival_ms, "delay_ms": arrival_ms - event_ms,
+            "out_of_order": event_ms < newest_before, "malformed": self._bad[order]})
+
     def _network(self) -> str:
         parts = [f"{self.disorder:.1%} out of order by up to {self.max_disorder * 1000:g} ms",
                  f"{self.late:.1%} held back {self.late_by * 1000:g} ms"]
@@ -192,7 +207,7 @@ class MarketFeed(_Simulated):
 
     def __init__(self, symbols: Sequence[str] = ("AAPL", "MSFT", "GOOG", "AMZN", "NVDA"), *,
                  rate: float = 1000.0, duration: float = 5.0, seed: int = 0,
-                 jitter: float = 0.002, disorder: float = 0.05, max_disorder: float = 0.1,
+                 jitter: float = 0.0005, disorder: float = 0.05, max_disorder: float = 0.1,
                  late: float = 0.002, late_by: float = 1.5, malformed: float = 0.0005,
                  volatility: float = 0.001, jumps: float = 0.05, jump_size: float = 0.01,
                  burst: tuple[float, float, float] | None = None) -> None:
@@ -238,7 +253,7 @@ class MetricsFeed(_Simulated):
 
     def __init__(self, services: Sequence[str] = ("api", "auth", "db", "cache"), *,
                  rate: float = 1000.0, duration: float = 5.0, seed: int = 0,
-                 jitter: float = 0.002, disorder: float = 0.05, max_disorder: float = 0.1,
+                 jitter: float = 0.0005, disorder: float = 0.05, max_disorder: float = 0.1,
                  late: float = 0.002, late_by: float = 1.5, malformed: float = 0.0005,
                  incidents: Sequence[tuple[str, float, float, float]] = (("db", 2.0, 1.0, 8.0),),
                  burst: tuple[float, float, float] | None = None) -> None:
