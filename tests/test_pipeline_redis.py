@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def feed(**kw: Any) -> MarketFeed:
-    settings: dict[str, Any] = {"rate": 3000, "duration": 2.5, "seed": 5, "malformed": 0.002, "late": 0.01}
+    settings: dict[str, Any] = {"rate": 3000, "duration": 2.5, "seed": 5, "malformed": 0.002, "late": 0.01,
+                                "jumps": 0.5}
     settings.update(kw)
     return MarketFeed(**settings)
 

@@ -35,6 +35,7 @@ class LagSampler:
         self.period = period
         self.r = connect(redis_url, timeout=2.0)
         self.rows: list[tuple[Any, ...]] = []
+        self._rows_lock = threading.Lock()
         #: Times (ns) Redis did not answer a sample: the run's outages as the kernel saw them.
         self.unreachable: list[int] = []
         self._stop = threading.Event()
@@ -75,13 +76,18 @@ class LagSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.rows.extend(self.sample())
+                rows = self.sample()
+                with self._rows_lock:
+                    self.rows.extend(rows)
             except (redis.ConnectionError, redis.TimeoutError):
                 self.unreachable.append(now_ns())
             self._stop.wait(self.period)  # the sampling cadence
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["t_s", "shard", "length", "pending", "lag",
+        """Every sample so far (any thread, while sampling goes on)."""
+        with self._rows_lock:
+            rows = list(self.rows)
+        return pd.DataFrame(rows, columns=["t_s", "shard", "length", "pending", "lag",
                                                 "captured", "stored_windows"])
 
 
