@@ -122,3 +122,22 @@ def redis_server() -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+#: Markers by test module, so the fast command (`-m "not slow"`) needs no list of files:
+#: whole-notebook runs, fresh-venv installs and JupyterLab are slow by nature.
+_MODULE_MARKS = {
+    "test_notebooks": ("notebooks", "slow"),
+    "test_binder": ("notebooks", "slow"),
+    "test_jupyterlab": ("browser", "slow"),
+    "test_browser": ("browser",),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module is not None else ""
+        for name in _MODULE_MARKS.get(module, ()):
+            item.add_marker(name)
+        if "redis_server" in getattr(item, "fixturenames", ()):
+            item.add_marker("redis")

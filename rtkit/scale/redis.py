@@ -129,7 +129,10 @@ class RedisServer(Resource):
     def _start(self) -> None:
         binary = self.binary or find_redis_server()
         if binary is None or not os.access(binary, os.X_OK):
-            raise ServerError(f"redis-server was not found ({binary or 'not on the PATH'}): {INSTALL_HINT}")
+            configured = os.environ.get("RTKIT_REDIS_SERVER")
+            where = (binary if binary else f"RTKIT_REDIS_SERVER={configured} is not executable" if configured
+                     else "not on the PATH")
+            raise ServerError(f"redis-server was not found ({where}): {INSTALL_HINT}")
         self.binary = binary
         if self._given_dir is None:
             self._own_dir = tempfile.mkdtemp(prefix="rtkit-redis-")
@@ -153,7 +156,7 @@ class RedisServer(Resource):
                 stderr=subprocess.DEVNULL, cwd=self.directory, start_new_session=True,
             )
             try:
-                wait_until(lambda p=proc: p.poll() is not None or _ping(self.port), _START_TIMEOUT,
+                wait_until(lambda p=proc: p.poll() is not None or _ping(self.port), _START_TIMEOUT,  # type: ignore[misc]
                            what=f"redis-server answering on port {self.port}")
             except BaseException:
                 proc.kill()
@@ -195,14 +198,13 @@ class RedisServer(Resource):
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        with contextlib.suppress(OSError):
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-                auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
-                # NOSAVE: without persistence there is nothing to keep; with it the
-                # append-only file already holds every write.
-                sock.sendall(auth + b"SHUTDOWN NOSAVE\r\n")
-                with contextlib.suppress(OSError):
-                    sock.recv(64)
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+            # NOSAVE: without persistence there is nothing to keep; with it the
+            # append-only file already holds every write.
+            sock.sendall(auth + b"SHUTDOWN NOSAVE\r\n")
+            with contextlib.suppress(OSError):
+                sock.recv(64)
         try:
             proc.wait(_STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
