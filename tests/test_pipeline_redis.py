@@ -213,18 +213,25 @@ def _poll(url: str, topic: str) -> list[dict[str, Any]]:
         since = batch["last_id"]
 
 
-def test_windows_alerts_and_late_events_are_delivered_on_the_server_topics(
-        redis_server: Any, server: Any) -> None:
-    with Pipeline(feed(), redis=redis_server.url, server=server, workers=2, subscribe=False,
-                  alert=AlertRule.move(0.2)) as run:
+def test_windows_alerts_and_late_events_are_delivered_on_the_topics_of_every_node(
+        redis_server: Any, make_server: Any) -> None:
+    """Delivered through an in-kernel server whose topics live in Redis: a node process
+    on the same Redis serves the very same windows."""
+    from rtkit.scale.nodes import NodeSet
+
+    server = make_server(redis=redis_server.url, topics=("aggregates", "alerts", "late"))
+    with NodeSet(1, redis=redis_server.url) as nodes, \
+            Pipeline(feed(), redis=redis_server.url, server=server, workers=2, subscribe=False,
+                     alert=AlertRule.move(0.2)) as run:
         run.wait(60)
         result = run.result()
-    assert result.comparison.ok
-    windows = _poll(server.url, "aggregates")
-    stored = {(k, int(s)) for k, s in zip(result.windows["key"], result.windows["start_ns"])}
-    assert {(w["key"], w["start_ns"]) for w in windows} == stored and len(windows) == len(stored)
-    assert all(w["kind"] == "window" and w["run"] == run.run for w in windows)
-    alerts = _poll(server.url, "alerts")
-    assert len(alerts) == result.comparison.alerts > 0
-    late = _poll(server.url, "late")
-    assert {e["entry"] for e in late} == set(result.late["entry"])
+        assert result.comparison.ok
+        stored = {(k, int(s)) for k, s in zip(result.windows["key"], result.windows["start_ns"])}
+        for url in (server.url, nodes.urls[0]):
+            windows = _poll(url, "aggregates")
+            assert {(w["key"], w["start_ns"]) for w in windows} == stored and len(windows) == len(stored)
+            assert all(w["kind"] == "window" and w["run"] == run.run for w in windows)
+            alerts = _poll(url, "alerts")
+            assert len(alerts) == result.comparison.alerts > 0
+            late = _poll(url, "late")
+            assert {e["entry"] for e in late} == set(result.late["entry"])

@@ -90,13 +90,13 @@ def throughput(redis_url: str, *, events: int, workers: int = 2,
 def latency(redis_url: str, *, rate: float, duration: float, window: float = 1.0,
             lateness: float = 0.2, workers: int = 2) -> dict[str, Any]:
     """A paced feed delivered to a subscriber through a server topic; the p50s."""
-    import rtkit
+    from rtkit.server import Server
     from rtkit.pipeline.deliver import Topics
     from rtkit.pipeline.runner import Pipeline
 
     topics = Topics()
     feed = MarketFeed(rate=rate, duration=duration, seed=2)
-    with rtkit.Server(redis=redis_url, topics=topics.all()) as server, \
+    with Server(redis=redis_url, topics=topics.all()) as server, \
             Pipeline(feed, redis=redis_url, server=server, workers=workers, window=window,
                      lateness=lateness, topics=topics) as run:
         run.wait(120 + duration)

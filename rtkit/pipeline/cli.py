@@ -119,7 +119,7 @@ def format_report(result: Any) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline as the options say; 0 when the check holds, 1 otherwise."""
-    import rtkit
+    from rtkit.server import Server
     from rtkit.pipeline.capture import CapturePolicy
     from rtkit.pipeline.config import AlertRule, PipelineConfig
     from rtkit.pipeline.deliver import Topics
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline = None
     try:
         if not args.no_deliver:
-            server = rtkit.Server(redis=redis_server.url, topics=topics.all()).start()
+            server = Server(redis=redis_server.url, topics=topics.all()).start()
         where = f"server {server.url} topics {', '.join(topics.all())}" if server else "no delivery"
         print(f"  redis {redis_server.url} | {where}", flush=True)
         pipeline = Pipeline(feed, redis=redis_server.url, server=server, config=config,

@@ -185,6 +185,11 @@ class Subscriber:
             with self._changed:
                 self.alerts.append(data)
 
+    def snapshot(self) -> dict[tuple[str, int], int]:
+        """A copy of :attr:`arrivals` (any thread, while windows still arrive)."""
+        with self._changed:
+            return dict(self.arrivals)
+
     def wait_for(self, windows: int, timeout: float) -> bool:
         """Block until ``windows`` distinct windows of the run arrived; True."""
         wait_until(lambda: len(self.arrivals) >= windows, timeout,

@@ -317,7 +317,7 @@ class Pipeline(Resource):
                              dead_entries=list(dead["entry"]),
                              alert_keys=[(k, int(s)) for k, s in zip(alerts["key"], alerts["start_ns"])])
         timing = read_timing(self._r, self.keys)
-        windows = window_stages(streamed, timing, self.subscriber.arrivals if self.subscriber else {})
+        windows = window_stages(streamed, timing, self.subscriber.snapshot() if self.subscriber else {})
         capture_ns = captured.set_index("entry")["capture_ns"]
         events = event_stages(batch, timing, windows, capture_ns,
                               live=not isinstance(self.feed, ReplayFeed))
