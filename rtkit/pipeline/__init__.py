@@ -73,6 +73,8 @@ _LAZY = {
     "capture_locally": "rtkit.pipeline.local",
     "stream_locally": "rtkit.pipeline.local",
     "stage_table": "rtkit.pipeline.analysis",
+    "LiveView": "rtkit.pipeline.view",
+    "live_view": "rtkit.pipeline.view",
 }
 
 __all__ = [
@@ -88,6 +90,7 @@ __all__ = [
     "Deliverer",
     "Event",
     "LateEvent",
+    "LiveView",
     "MarketFeed",
     "MetricsFeed",
     "Output",
@@ -111,6 +114,7 @@ __all__ = [
     "capture_locally",
     "captured_frame",
     "compare",
+    "live_view",
     "make_record",
     "parse_event",
     "record",

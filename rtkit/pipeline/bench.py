@@ -90,9 +90,9 @@ def throughput(redis_url: str, *, events: int, workers: int = 2,
 def latency(redis_url: str, *, rate: float, duration: float, window: float = 1.0,
             lateness: float = 0.2, workers: int = 2) -> dict[str, Any]:
     """A paced feed delivered to a subscriber through a server topic; the p50s."""
-    from rtkit.server import Server
     from rtkit.pipeline.deliver import Topics
     from rtkit.pipeline.runner import Pipeline
+    from rtkit.server import Server
 
     topics = Topics()
     feed = MarketFeed(rate=rate, duration=duration, seed=2)

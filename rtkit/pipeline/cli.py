@@ -119,13 +119,13 @@ def format_report(result: Any) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline as the options say; 0 when the check holds, 1 otherwise."""
-    from rtkit.server import Server
     from rtkit.pipeline.capture import CapturePolicy
     from rtkit.pipeline.config import AlertRule, PipelineConfig
     from rtkit.pipeline.deliver import Topics
     from rtkit.pipeline.errors import PipelineError
     from rtkit.pipeline.runner import Pipeline
     from rtkit.scale.redis import RedisServer
+    from rtkit.server import Server
 
     feed = _feed(args)
     alert = (AlertRule.above("max", 120.0) if feed.schema.name == "metrics"
