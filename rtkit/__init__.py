@@ -64,6 +64,8 @@ _LAZY = {
     "run_experiment": "rtkit.measure",
     "Recorder": "rtkit.measure",
     "summarize": "rtkit.measure",
+    "PauseRecorder": "rtkit.measure",
+    "freeze_collector": "rtkit.measure",
     "Dashboard": "rtkit.viz",
     "live_dashboard": "rtkit.viz",
 }
@@ -95,6 +97,8 @@ __all__ = [
     "run_experiment",
     "Recorder",
     "summarize",
+    "PauseRecorder",
+    "freeze_collector",
     "Dashboard",
     "live_dashboard",
     # the browser

@@ -1,31 +1,48 @@
-"""``python -m rtkit``: ``compare`` runs all four transports side by side; ``bench`` benchmarks.
+"""``python -m rtkit``: ``compare`` runs all four transports side by side; ``bench``
+benchmarks them against baselines; ``pipeline`` runs capture, analyze, deliver.
 
     python -m rtkit compare [--duration S] [--rate R] [--payload B] [--clients N]
                             [--poll-interval S] [--longpoll-hold S]
                             [--pattern constant|poisson|burst] [--seed N] [--out DIR]
     python -m rtkit bench [--json PATH] [--quick] ...
+    python -m rtkit pipeline ...          (options: python -m rtkit pipeline --help)
+
+Each subcommand's options come from its own package (``rtkit.bench.add_arguments``,
+``rtkit.pipeline.cli.add_arguments``), imported only when that subcommand runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["build_parser", "main"]
 
+#: The pipeline's parser and runner (docs/design.md, section 10), owned by rtkit.pipeline.
+PIPELINE_CLI = "rtkit.pipeline.cli"
 
-def run_bench(args: argparse.Namespace) -> int:
+
+def _run_bench(args: argparse.Namespace) -> int:
     from rtkit.bench import main as bench_main
 
     return bench_main(args)
 
 
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    from rtkit.bench import add_arguments
+def _run_pipeline(args: argparse.Namespace) -> int:
+    code: int = importlib.import_module(PIPELINE_CLI).run(args)
+    return code
 
-    add_arguments(parser)
+
+def _pipeline_available() -> bool:
+    try:
+        return importlib.util.find_spec(PIPELINE_CLI) is not None
+    except ModuleNotFoundError:  # rtkit.pipeline itself is missing
+        return False
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -64,7 +81,7 @@ def _compare(args: argparse.Namespace) -> int:
                 f"received: {received}",
                 flush=True,
             )
-            time.sleep(1.0)  # a progress line per second; the run is in its own thread
+            experiment.wait(1.0)  # a progress line per second, or at once when the run ends
         result = experiment.result()
     except KeyboardInterrupt:
         print("interrupted: stopping", file=sys.stderr)
@@ -85,8 +102,8 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(kind: type) -> object:
-    def parse(text: str) -> object:
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
         value = kind(text)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
@@ -96,8 +113,12 @@ def _positive(kind: type) -> object:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rtkit", description=__doc__.splitlines()[0])
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of ``python -m rtkit``. ``argv`` (the words to parse) says which
+    subcommand's package must be imported for its options: only that one."""
+    parser = argparse.ArgumentParser(
+        prog="python -m rtkit",
+        description="rtkit: compare the transports, benchmark them, run the pipeline.")
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="run all four transports side by side and summarise")
     c.add_argument("--duration", type=_positive(float), default=5.0, help="seconds of publishing (5)")
@@ -112,15 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="rtkit-compare", help="folder for receipts.csv and compare.png")
     c.set_defaults(run=_compare)
     b = sub.add_parser(
-        "bench", help="benchmark every transport against a raw TCP baseline measured in the same run"
+        "bench", help="benchmark every transport against baselines (raw TCP, websockets) measured "
+                      "in the same run"
     )
+    from rtkit.bench.cli import add_arguments as add_bench_arguments  # light: no servers
+
     add_bench_arguments(b)
-    b.set_defaults(run=run_bench)
+    b.set_defaults(run=_run_bench)
+    if _pipeline_available():
+        p = sub.add_parser("pipeline", help="capture, analyze, deliver: a source through Redis "
+                                            "stream processors to the server's topics")
+        if argv and argv[0] == "pipeline":  # its options only when it is the one asked for
+            importlib.import_module(PIPELINE_CLI).add_arguments(p)
+        p.set_defaults(run=_run_pipeline)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(words).parse_args(words)
     try:
         return args.run(args)
     except ValueError as exc:  # bad option values, said plainly

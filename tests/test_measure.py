@@ -205,7 +205,7 @@ def test_compare_writes_csv_and_png(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "rtkit", "compare", "--duration", "1", "--rate", "40",
          "--poll-interval", "0.1", "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "published" in proc.stdout  # progress lines
@@ -220,7 +220,7 @@ def test_compare_writes_csv_and_png(tmp_path: Path) -> None:
 def test_compare_refuses_bad_options() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "rtkit", "compare", "--rate", "-3"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 2
     assert "rate" in proc.stderr and "> 0" in proc.stderr

@@ -1,9 +1,7 @@
-"""rtkit.viz: static plots on a real small run, and the live dashboard driven from code."""
+"""rtkit.viz.plots: static plots on a real small run (timelines: test_timelines.py; the
+live dashboard: test_dashboard.py)."""
 
 from __future__ import annotations
-
-import threading
-import time
 
 import matplotlib
 
@@ -21,13 +19,12 @@ from rtkit import viz
 from rtkit.core.transports import TRANSPORTS, transport_color
 from rtkit.measure import Workload, run_experiment
 from rtkit.viz import (
-    Dashboard,
     arrival_timeline,
     compare_figure,
     latency_cdf,
-    live_dashboard,
     overhead_bars,
     overhead_figure,
+    overhead_grid,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -44,18 +41,6 @@ def result():
 def _close_figures():
     yield
     plt.close("all")
-
-
-@pytest.fixture
-def no_leftover_threads(result):
-    """Fails the test if threads started during it are still alive at the end."""
-    before = set(threading.enumerate())
-    yield
-    extra = [t for t in threading.enumerate() if t not in before]
-    for thread in extra:  # a thread that is ending gets a moment to finish
-        thread.join(5)
-    alive = [t.name for t in extra if t.is_alive()]
-    assert not alive, f"threads left behind: {alive}"
 
 
 def _empty_frames(result):
@@ -114,16 +99,43 @@ def test_latency_cdf_linear(result):
     assert len(ax.get_lines()) == 4
 
 
-@pytest.mark.parametrize("metric", ["requests_per_msg", "bytes_per_msg"])
-def test_overhead_bars_show_the_summary(result, metric):
-    ax = overhead_bars(result.summary, metric=metric)
+def test_overhead_bars_show_the_summary(result):
+    ax = overhead_bars(result.summary, metric="requests_per_msg")
     heights = [p.get_height() for p in ax.patches]
-    assert heights == pytest.approx(result.summary.loc[list(TRANSPORTS), metric].tolist())
+    assert heights == pytest.approx(result.summary.loc[list(TRANSPORTS), "requests_per_msg"].tolist())
     assert [t.get_text() for t in ax.get_xticklabels()] == LABELS
     assert ax.get_ylabel()
     assert [p.get_facecolor() for p in ax.patches] == [
         matplotlib.colors.to_rgba(transport_color(t)) for t in TRANSPORTS
     ]
+
+
+def test_bytes_per_message_count_both_directions(result):
+    ax = overhead_bars(result.summary, metric="bytes_per_msg")
+    read, written = ax.patches[:4], ax.patches[4:]  # what the client read, then what it wrote on top
+    s = result.summary.loc[list(TRANSPORTS)]
+    assert [p.get_height() for p in read] == pytest.approx(s["bytes_in_per_msg"].tolist())
+    assert [p.get_height() for p in written] == pytest.approx(s["bytes_out_per_msg"].tolist())
+    assert [p.get_y() for p in written] == pytest.approx(s["bytes_in_per_msg"].tolist())
+    totals = [p.get_y() + p.get_height() for p in written]
+    assert totals == pytest.approx(s["bytes_per_msg"].tolist())
+    assert "both directions" in ax.get_ylabel()
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == [f"{v:.0f} B" for v in s["bytes_per_msg"]]  # the label is the total
+    assert s.loc["poll", "bytes_out_per_msg"] > 0  # polling's requests are counted
+
+
+def test_overhead_grid_shares_one_y_axis(result):
+    busy = result.summary.copy()
+    busy[["bytes_per_msg", "bytes_in_per_msg", "bytes_out_per_msg"]] *= 3
+    fig = overhead_grid({"calm": result.summary, "busy": busy})
+    assert [ax.get_title() for ax in fig.axes] == ["calm", "busy"]
+    assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim()
+    top = max(p.get_y() + p.get_height() for p in fig.axes[1].patches)
+    assert fig.axes[0].get_ylim()[1] >= top  # the small run is drawn to the big one's scale
+    assert plt.get_fignums() == []
+    with pytest.raises(ValueError, match="at least one"):
+        overhead_grid({})
 
 
 def test_overhead_bars_from_the_recorder_frame(result):
@@ -166,123 +178,3 @@ def test_plots_on_an_empty_frame_say_so(result, tmp_path):
         assert (tmp_path / "empty.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
-# -- the live dashboard ---------------------------------------------------------------------------
-def test_dashboard_redraws_at_least_four_times_a_second(no_leftover_threads):
-    dash = Dashboard(rate=50, duration=2.0, poll_interval=0.1)
-    assert dash.redraws == 0 and dash.image.value[:8] == PNG_SIGNATURE
-    experiment = dash.start()
-    t0 = time.monotonic()
-    first = dash.redraws
-    assert dash.experiment is experiment and dash.running
-    assert dash.stop_button.disabled is False and dash.start_button.disabled is True
-
-    assert dash.wait_redraws(first + 2, timeout=10)
-    early = dash.image.value
-    assert dash.wait_redraws(first + 6, timeout=10)
-    later = dash.image.value
-    assert early[:8] == later[:8] == PNG_SIGNATURE
-    assert early != later  # the picture moves while messages arrive
-
-    assert dash.wait(timeout=30)
-    elapsed = time.monotonic() - t0
-    frames = dash.redraws - first
-    assert elapsed >= 1.9
-    assert frames / elapsed >= 4.0, f"{frames} redraws in {elapsed:.2f} s"
-    assert not dash.running and not experiment.running
-    summary = experiment.result().summary
-    assert summary["delivered"].tolist() == [100] * 4
-    assert "finished" in dash.status.value
-    assert "p50 (ms)" in dash.table.value and "final summary" in dash.table.value
-    assert dash.start_button.disabled is False and dash.stop_button.disabled is True
-    dash.close()
-
-
-def test_dashboard_updates_the_table_while_running(no_leftover_threads):
-    dash = Dashboard(transports=["sse"], rate=50, duration=2.0)
-    dash.start()
-    assert dash.wait_redraws(dash.redraws + 3, timeout=10)
-    assert "live, so far" in dash.table.value and "SSE" in dash.table.value
-    dash.stop()
-    assert "final summary" in dash.table.value
-    dash.close()
-
-
-def test_stop_ends_the_run_early_and_leaves_no_threads(no_leftover_threads):
-    dash = live_dashboard(transports=["poll", "ws"], rate=20, duration=30, poll_interval=0.1)
-    experiment = dash.start()
-    assert dash.wait_redraws(3, timeout=10)
-    t0 = time.monotonic()
-    dash.stop()
-    assert time.monotonic() - t0 < 20  # a 30 s run, ended early
-    assert not dash.running and not experiment.running
-    assert experiment.result(timeout=0).stopped_early
-    assert "stopped early" in dash.status.value
-    dash.stop()  # harmless twice
-    dash.close()
-
-
-def test_stop_button_returns_at_once(no_leftover_threads):
-    dash = Dashboard(transports=["longpoll"], rate=20, duration=30)
-    dash.start()
-    assert dash.wait_redraws(2, timeout=10)
-    t0 = time.monotonic()
-    dash.stop_button.click()  # the kernel's thread must not wait for the teardown
-    assert time.monotonic() - t0 < 0.5
-    assert dash.wait(timeout=15)
-    assert "stopped early" in dash.status.value
-    dash.close()
-
-
-def test_a_new_dashboard_stops_the_previous_run(no_leftover_threads):
-    first = Dashboard(transports=["sse"], rate=20, duration=30)
-    run1 = first.start()
-    assert first.wait_redraws(1, timeout=10)
-    second = Dashboard(transports=["ws"], rate=20, duration=30)  # re-running the cell
-    assert not run1.running and not first.running
-    run2 = second.start()
-    run3 = first.start()  # starting on any dashboard stops the other's run
-    assert not run2.running and not second.running and run3.running
-    first.stop()
-    assert not run3.running
-    first.close()
-    second.close()
-
-
-def test_dashboard_controls_set_the_run(no_leftover_threads):
-    dash = Dashboard(transports=["poll"], duration=1.0)
-    dash.rate.value = 40
-    dash.payload.value = 256
-    dash.poll_interval.value = 0.2
-    dash.transport_boxes["sse"].value = True
-    experiment = dash.start()
-    assert experiment.transports == ("poll", "sse")
-    assert experiment.workload.rate == pytest.approx(40)
-    assert experiment.workload.payload == 256
-    assert experiment.poll_interval == pytest.approx(0.2)
-    dash.stop()
-    dash.close()
-
-
-def test_dashboard_refuses_bad_settings(no_leftover_threads):
-    with pytest.raises(TypeError, match="unknown Dashboard option"):
-        Dashboard(speed=3)
-    dash = Dashboard(transports=[])
-    with pytest.raises(ValueError, match="at least one transport"):
-        dash.start()
-    dash.start_button.click()  # a click cannot raise: the status says what is wrong
-    assert "could not start" in dash.status.value
-    assert dash.experiment is None and not dash.running
-    dash.close()
-
-
-def test_dashboard_displays_as_its_widget():
-    dash = Dashboard()
-    bundle = dash._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == dash.widget.model_id
-    assert bundle["text/plain"] == "<rtkit live dashboard: poll, longpoll, sse, ws>"
-    dash.close()
-    dash.close()  # idempotent
-    other = Dashboard(transports=["sse", "ws"])
-    assert repr(other) == "<rtkit live dashboard: sse, ws>"
-    other.close()

@@ -33,6 +33,8 @@ import pandas as pd
 
 from rtkit.clients.polling import LongPollClient, ShortPollClient
 from rtkit.core.clock import now_ns
+from rtkit.measure.subscribing import held_connections, wait_subscribed
+from rtkit.measure.timetable import publish_on_timetable
 from rtkit.measure.workload import Workload, make_payload
 from rtkit.server import Server
 from rtkit.wire.envelope import Batch
@@ -78,15 +80,8 @@ def publish_schedule(
     Equal offsets publish back to back (a burst). Returns one row per event:
     ``id``, ``published_ns``, ``t_published_s`` (from ``start_ns``, default now).
     """
-    t0 = time.perf_counter()
     start_ns = now_ns() if start_ns is None else start_ns
-    rows = []
-    for seq, offset in enumerate(offsets):
-        delay = t0 + offset - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        event_id = server.publish(make_payload(seq, payload))
-        rows.append(event_id)
+    rows = publish_on_timetable(server.publish, offsets, lambda seq: make_payload(seq, payload))
     events = {e.id: e.published_ns for e in server.log.after(rows[0] - 1).events} if rows else {}
     return pd.DataFrame(
         {
@@ -244,18 +239,16 @@ def compare_cycles(
         t: _TIMED[t](server.url, since=since, **opts) for t, opts in transports.items()
     }
     try:
+        baseline = held_connections(server)
         for client in clients.values():
             client.start()
-        deadline = time.monotonic() + 10
-        while any(not c.stats.requests for c in clients.values()) and time.monotonic() < deadline:
-            time.sleep(0.001)
-        time.sleep(0.005)  # let the first requests reach the server
+        wait_subscribed(list(clients.values()), lambda: held_connections(server), baseline=baseline)
         published = publish_schedule(server, offsets, payload=payload, start_ns=start_ns)
         for client in clients.values():
             if len(published):
                 client.wait_for(last_id=int(published["id"].iloc[-1]), timeout=10)
         if tail > 0:
-            time.sleep(tail)
+            time.sleep(tail)  # the extra watching the caller asked for, not a settle time
     finally:
         for client in clients.values():
             client.stop()
@@ -306,9 +299,7 @@ def poll_sweep(server: Server, intervals: Sequence[float], workload: Workload) -
     try:
         for client in clients:
             client.start()
-        deadline = time.monotonic() + 10
-        while any(not c.stats.requests for c in clients) and time.monotonic() < deadline:
-            time.sleep(0.001)
+        wait_subscribed(clients, lambda: held_connections(server))  # every first answer came back
         published = publish_schedule(server, workload.schedule(), payload=workload.payload)
         last = int(published["id"].iloc[-1]) if len(published) else since
         for client in clients:  # shortest interval first: it finishes first

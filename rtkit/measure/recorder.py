@@ -27,18 +27,24 @@ empty_responses     int64     answers without events since the previous delivery
 
 Sums of ``bytes_in``, ``bytes_out``, ``requests`` and ``empty_responses``
 over a client's rows give what that client spent to deliver them.
+
+Beside the receipts the recorder keeps what the server *told* the clients:
+gaps (:meth:`Recorder.gaps_dataframe`, :data:`GAP_COLUMNS`: events no longer
+retained) and resets (:meth:`Recorder.resets_dataframe`, :data:`RESET_COLUMNS`:
+the topic's history was lost, its epoch changed; docs/design.md, section 5).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rtkit.core.clock import now_ns
-from rtkit.core.records import GapNotice, Receipt
+from rtkit.core.records import GapNotice, Receipt, ResetNotice
 
-__all__ = ["COLUMNS", "GAP_COLUMNS", "Recorder"]
+__all__ = ["COLUMNS", "GAP_COLUMNS", "RESET_COLUMNS", "Recorder"]
 
 COLUMNS: dict[str, str] = {
     "transport": "category",
@@ -66,9 +72,19 @@ GAP_COLUMNS: dict[str, str] = {
     "t_arrived_s": "float64",
 }
 
+RESET_COLUMNS: dict[str, str] = {
+    "transport": "category",
+    "client": "category",
+    "topic": "category",
+    "after": "int64",  # the client's cursor, which meant nothing any more
+    "old_epoch": "string",
+    "new_epoch": "string",
+    "t_arrived_s": "float64",
+}
+
 
 class Recorder:
-    """Collects receipts and gap notices from any number of clients.
+    """Collects receipts, gap notices and reset notices from any number of clients.
 
     ``start_ns`` is time zero of the ``t_*_s`` columns (default: now).
     """
@@ -77,6 +93,7 @@ class Recorder:
         self.start_ns = now_ns() if start_ns is None else start_ns
         self._rows: list[tuple[Any, ...]] = []
         self._gaps: list[GapNotice] = []
+        self._resets: list[ResetNotice] = []
 
     def add(self, r: Receipt) -> None:
         """Record one receipt (the clients' ``on_receipt``). Any thread."""
@@ -89,6 +106,10 @@ class Recorder:
         """Record a gap the server reported (the clients' ``on_gap``). Any thread."""
         self._gaps.append(gap)
 
+    def add_reset(self, reset: ResetNotice) -> None:
+        """Record a reset the server reported (the clients' ``on_reset``). Any thread."""
+        self._resets.append(reset)
+
     def __len__(self) -> int:
         return len(self._rows)
 
@@ -96,6 +117,24 @@ class Recorder:
         """Forget every row (call while no client is delivering)."""
         self._rows = []
         self._gaps = []
+        self._resets = []
+
+    def arrays(self, start: int = 0) -> dict[str, np.ndarray]:
+        """The rows from ``start`` on as plain arrays, without pandas: what a live
+        view reads several times a second. Keys: ``transport`` (object array),
+        ``published_ns``, ``arrived_ns``, ``bytes_in``, ``bytes_out``, ``requests``
+        (int64). Any thread."""
+        rows = self._rows[start:]
+        n = len(rows)
+        columns = {"transport": 0, "published_ns": 4, "arrived_ns": 5, "bytes_in": 6,
+                   "bytes_out": 7, "requests": 8}
+        out: dict[str, np.ndarray] = {
+            "transport": np.array([r[0] for r in rows], dtype=object)
+        }
+        for name, i in columns.items():
+            if name != "transport":
+                out[name] = np.fromiter((r[i] for r in rows), dtype=np.int64, count=n)
+        return out
 
     def to_dataframe(self, start: int = 0) -> pd.DataFrame:
         """All rows so far, in arrival order per client (see the module docstring).
@@ -122,3 +161,13 @@ class Recorder:
             columns=list(GAP_COLUMNS),
         )
         return df.astype(GAP_COLUMNS)
+
+    def resets_dataframe(self) -> pd.DataFrame:
+        """One row per reset reported to a client (the topic's history was lost)."""
+        resets = self._resets[:]
+        df = pd.DataFrame(
+            [(r.transport, r.client, r.topic, r.after, r.old_epoch, r.new_epoch,
+              (r.arrived_ns - self.start_ns) / 1e9) for r in resets],
+            columns=list(RESET_COLUMNS),
+        )
+        return df.astype(RESET_COLUMNS)

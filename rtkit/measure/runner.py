@@ -13,6 +13,7 @@ are readable meanwhile; :meth:`Experiment.stop` ends it early.
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Iterable
@@ -21,14 +22,17 @@ from typing import Any
 
 import pandas as pd
 
-from rtkit.clients import Client, make_client
+from rtkit.clients import CLIENTS, Client, make_client
 from rtkit.core.api import DEFAULT_LONGPOLL_HOLD, DEFAULT_POLL_INTERVAL
 from rtkit.core.exceptions import RtkitError
 from rtkit.core.resource import Resource
 from rtkit.core.transports import TRANSPORTS, check_transports
 from rtkit.log import DEFAULT_CAPACITY
+from rtkit.measure.pauses import CollectorWindow, PauseRecorder, freeze_collector, pauses_dataframe
 from rtkit.measure.recorder import Recorder
+from rtkit.measure.subscribing import held_connections, wait_subscribed
 from rtkit.measure.summary import client_delivery, summarize
+from rtkit.measure.timetable import Timetable
 from rtkit.measure.workload import Workload, make_payload
 from rtkit.server import Server
 
@@ -37,10 +41,17 @@ __all__ = ["Experiment", "ExperimentResult", "run_experiment"]
 _CONNECT_TIMEOUT = 10.0
 
 
+def _reports_resets(transport: str) -> bool:
+    """Whether this transport's client takes ``on_reset=`` (docs/design.md, section 5)."""
+    return "on_reset" in inspect.signature(CLIENTS[transport]).parameters
+
+
 @dataclass
 class ExperimentResult:
     """What a run produced. ``df``: see :mod:`rtkit.measure.recorder`;
-    ``summary``: see :func:`rtkit.measure.summary.summarize`."""
+    ``summary``: see :func:`rtkit.measure.summary.summarize`; ``pauses``: the
+    kernel's garbage collections during the run, on the same time axis as
+    ``df`` (see :mod:`rtkit.measure.pauses`); ``gaps``: the gaps reported."""
 
     df: pd.DataFrame
     summary: pd.DataFrame
@@ -53,6 +64,8 @@ class ExperimentResult:
     server_cpu_s: float | None
     stopped_early: bool
     client_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pauses: pd.DataFrame = field(default_factory=lambda: pauses_dataframe([]))
+    resets: pd.DataFrame = field(default_factory=lambda: Recorder().resets_dataframe())
 
 
 class Experiment(Resource):
@@ -69,6 +82,11 @@ class Experiment(Resource):
                       :class:`rtkit.net.emulator.NetworkEmulator` in front of it
     client_options    more keyword arguments for every client (``dead_after``,
                       ``reconnect_delay``, ...)
+    freeze_gc         keep long garbage collections out of the run (default True):
+                      once the clients are subscribed, collect and freeze what
+                      setup allocated; unfreeze and collect after the run
+                      (:func:`rtkit.measure.pauses.freeze_collector`). Either way
+                      every collection during the run is in ``result.pauses``.
     """
 
     kind = "experiment"
@@ -86,6 +104,7 @@ class Experiment(Resource):
         drain_timeout: float | None = None,
         via: str | None = None,
         client_options: dict[str, Any] | None = None,
+        freeze_gc: bool = True,
     ) -> None:
         super().__init__()
         self.transports = check_transports(transports)
@@ -102,11 +121,14 @@ class Experiment(Resource):
         self.server: Server | None = None
         self.clients: list[Client] = []
         self.recorder = Recorder()
+        self.pause_recorder = PauseRecorder(self.recorder.start_ns)
+        self.freeze_gc = bool(freeze_gc)
+        self._window: CollectorWindow = freeze_collector()
         self._schedule = self.workload.schedule()
         self._published = 0
         self._first_id = 0
         self._last_id = 0
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self._result: ExperimentResult | None = None
@@ -132,43 +154,25 @@ class Experiment(Resource):
             capacity = max(DEFAULT_CAPACITY, len(self._schedule) + 1000)
             self.server = Server(capacity=capacity).start()
         since = self.server.log.last_id  # every client starts from the same cursor
+        baseline = held_connections(self.server)  # others' connections to the same server
         options = {"poll": {"poll_interval": self.poll_interval}, "longpoll": {"hold": self.longpoll_hold}}
         for transport in self.transports:
             for _ in range(self.clients_per_transport):
+                notices: dict[str, Any] = {"on_gap": self.recorder.add_gap}
+                if _reports_resets(transport):
+                    notices["on_reset"] = self.recorder.add_reset
                 client = make_client(
                     transport, self.via or self.server.url, since=since, keep=False,
-                    on_receipt=self.recorder.add, on_gap=self.recorder.add_gap,
+                    on_receipt=self.recorder.add, **notices,
                     **options.get(transport, {}), **self.client_options,
                 )
                 self.clients.append(client.start())
-        deadline = time.monotonic() + _CONNECT_TIMEOUT
-        while not self._subscribed():
-            if time.monotonic() > deadline:
-                raise RtkitError(f"clients did not subscribe within {_CONNECT_TIMEOUT:g} s")
-            self._stop.wait(0.005)
-        failed = [c for c in self.clients if c.error is not None]
-        if failed:
-            raise RtkitError(f"client {failed[0].name} failed: {failed[0].error}")
-
-    def _subscribed(self) -> bool:
-        """Every client's request has reached the server (a failed client counts as
-        done: setup reports it). An open TCP connection is not enough: behind a
-        slow network the request itself is still on its way, and the first
-        messages would be timed from before the client was listening."""
-        assert self.server is not None
-        if any(c.running and c.stats.connects == 0 for c in self.clients):
-            return False
-        # Short polls: the first answer came back.
-        if any(c.running and c.transport == "poll" and c.stats.empty_responses + c.stats.events == 0
-               for c in self.clients):
-            return False
-        # Held requests and streams: the server holds one per client.
-        held = self.server.stats()["connections"]
-        wanted: dict[str, int] = {}
-        for c in self.clients:
-            if c.running and c.transport != "poll":
-                wanted[c.transport] = wanted.get(c.transport, 0) + 1
-        return all(held.get(t, 0) >= n for t, n in wanted.items())
+        server = self.server
+        wait_subscribed(self.clients, lambda: held_connections(server), baseline=baseline,
+                        timeout=_CONNECT_TIMEOUT, stop=self._stopping.is_set)
+        if self.freeze_gc:
+            self._window.open()  # the setup's garbage is collected now, not mid-run
+        self.pause_recorder.start()
 
     def _run(self) -> None:
         assert self.server is not None
@@ -176,22 +180,18 @@ class Experiment(Resource):
         self._t0 = time.perf_counter()
         size = self.workload.payload
         try:
-            for seq, offset in enumerate(self._schedule):
-                delay = self._t0 + offset - time.perf_counter()
-                if delay > 0 and self._stop.wait(delay):
-                    break
-                if self._stop.is_set():
-                    break
+            for seq in Timetable(self._schedule, stop=self._stopping):
                 event_id = self.server.publish(make_payload(seq, size))
                 self._first_id = self._first_id or event_id
                 self._last_id = event_id
                 self._published += 1
             self._drain()
+            self.pause_recorder.stop()
             cpu1 = self.server.cpu_seconds()
             self._result = self._collect(
                 None if cpu0 is None or cpu1 is None else cpu1 - cpu0
             )
-        except BaseException as exc:  # kept for result()
+        except BaseException as exc:  # noqa: BLE001 -- kept for result(), raised there
             self._error = exc
         finally:
             try:
@@ -204,21 +204,25 @@ class Experiment(Resource):
         deadline = time.monotonic() + self.drain_timeout
         for client in self.clients:
             remaining = deadline - time.monotonic()
-            if self._stop.is_set() or remaining <= 0:
+            if self._stopping.is_set() or remaining <= 0:
                 break
             if client.running and self._last_id:
                 client.wait_for(last_id=self._last_id, timeout=remaining)
 
     def _teardown(self) -> None:
-        for client in self.clients:
-            client.stop()
-        if self._given_server is None and self.server is not None:
-            self.server.stop()
+        self.pause_recorder.stop()
+        try:
+            for client in self.clients:
+                client.stop()
+            if self._given_server is None and self.server is not None:
+                self.server.stop()
+        finally:
+            self._window.close()  # unfreeze and collect: after the run, never in it
 
     def stop(self, timeout: float = 30.0) -> None:
         """End the run early (publishing stops, clients and owned server stop);
         returns once they have. Idempotent; harmless after the run ended."""
-        self._stop.set()
+        self._stopping.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         super().stop()
@@ -229,6 +233,12 @@ class Experiment(Resource):
     @property
     def running(self) -> bool:
         return self._thread is not None and not self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run has ended (True) or ``timeout`` seconds passed (False)."""
+        if self._thread is None:
+            return True
+        return self._done.wait(timeout)
 
     def result(self, timeout: float | None = None) -> ExperimentResult:
         """Wait for the run to end and return its result (raises what the run raised)."""
@@ -289,8 +299,10 @@ class Experiment(Resource):
             published_ids=published,
             elapsed_s=time.perf_counter() - self._t0,
             server_cpu_s=server_cpu,
-            stopped_early=self._stop.is_set(),
+            stopped_early=self._stopping.is_set(),
             client_stats={c.name: vars(c.stats).copy() for c in self.clients},
+            pauses=self.pause_recorder.to_dataframe(),
+            resets=self.recorder.resets_dataframe(),
         )
 
 

@@ -27,7 +27,6 @@ import base64
 import logging
 import os
 import socket
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +37,10 @@ import pandas as pd
 from rtkit.clients import SSEClient, WebSocketClient
 from rtkit.core.clock import now_ns
 from rtkit.core.transports import TRANSPORTS, transport_order
+from rtkit.measure.pauses import PauseRecorder, freeze_collector, pause_overlap_ms
 from rtkit.measure.runner import Experiment, ExperimentResult
+from rtkit.measure.subscribing import held_connections, wait_subscribed
+from rtkit.measure.timetable import publish_on_timetable
 from rtkit.measure.workload import Workload
 from rtkit.net.emulator import NetworkEmulator
 from rtkit.server import Server
@@ -56,32 +58,57 @@ __all__ = [
 
 # -- what a path does to one message -------------------------------------------------------------
 def probe_path(server: Server, url: str, *, pings: int = 5, events: int = 20,
-               spacing: float = 0.02, timeout: float = 10.0) -> pd.DataFrame:
+               spacing: float = 0.02, timeout: float = 10.0, freeze_gc: bool = True) -> pd.DataFrame:
     """Time a path to ``server`` reached at ``url`` (a proxy's URL, or the server's).
 
     ``pings`` WebSocket round trips (an application ping and its pong), then
     ``events`` events published ``spacing`` seconds apart and received by an
     SSE client (one-way latency, on the shared clock). Returns one row per
     measurement, in the order measured (events in the order they arrived):
-    ``what`` ("round trip" or "one way"), ``ms``, and the event's ``id``
-    (``<NA>`` for round trips).
+    ``what`` ("round trip" or "one way"), ``ms``, the event's ``id`` (``<NA>``
+    for round trips), ``start_ns`` / ``end_ns`` (when it was sent or published,
+    and when it came back or arrived) and ``pause_ms``: how long the kernel's
+    garbage collector stopped every thread while this measurement was on its
+    way (0 for nearly all; see :mod:`rtkit.measure.pauses`).
+
+    With ``freeze_gc`` (the default) the measurement runs in a
+    :func:`~rtkit.measure.pauses.freeze_collector` window, so the long
+    collections a big kernel heap causes stay out of it.
     """
     ws = WebSocketClient(url, since=server.log.last_id)
     sse = SSEClient(url, since=server.log.last_id)
+    window = freeze_collector()
+    baseline = held_connections(server)
     with ws, sse:
-        warm = server.publish("warm-up")  # both connected once this arrived
-        if not (ws.wait_for(last_id=warm, timeout=timeout) and sse.wait_for(last_id=warm, timeout=timeout)):
-            raise TimeoutError(f"the probe's clients did not connect through {url} within {timeout:g} s")
-        rtt = [ws.round_trip_ns(timeout) / 1e6 for _ in range(pings)]
-        first = server.log.last_id
-        for i in range(events):
-            server.publish({"probe": i})
-            time.sleep(spacing)
-        sse.wait_for(last_id=server.log.last_id, timeout=timeout)
-    rows: list[tuple[str, float, int | None]] = [("round trip", ms, None) for ms in rtt]
-    rows += [("one way", r.latency_ns / 1e6, r.id) for r in sse.receipts if r.id > first]
-    table = pd.DataFrame(rows, columns=["what", "ms", "id"])
+        wait_subscribed([ws, sse], lambda: held_connections(server), baseline=baseline, timeout=timeout)
+        warm = server.publish("warm-up")  # first-use costs of the path, paid before timing
+        ws.wait_for(last_id=warm, timeout=timeout)
+        sse.wait_for(last_id=warm, timeout=timeout)
+        if freeze_gc:
+            window.open()
+        try:
+            with PauseRecorder() as pauses:
+                trips = []
+                for _ in range(pings):
+                    sent = now_ns()
+                    rtt = ws.round_trip_ns(timeout)
+                    trips.append((sent, rtt, now_ns()))
+                first = server.log.last_id
+                ids = publish_on_timetable(server.publish, [i * spacing for i in range(events)],
+                                           lambda i: {"probe": i})
+                if ids:
+                    sse.wait_for(last_id=ids[-1], timeout=timeout)
+        finally:
+            window.close()
+    rows: list[tuple[str, float, int | None, int, int]] = [
+        ("round trip", rtt / 1e6, None, sent, back) for sent, rtt, back in trips
+    ]
+    rows += [("one way", r.latency_ns / 1e6, r.id, r.published_ns, r.arrived_ns)
+             for r in sse.receipts if r.id > first]
+    table = pd.DataFrame(rows, columns=["what", "ms", "id", "start_ns", "end_ns"])
     table["id"] = table["id"].astype("Int64")
+    table = table.astype({"ms": "float64", "start_ns": "int64", "end_ns": "int64"})
+    table["pause_ms"] = pause_overlap_ms(table["start_ns"], table["end_ns"], pauses.pauses)
     return table
 
 
@@ -94,6 +121,12 @@ class DelaySweep:
 
     summary: pd.DataFrame
     results: dict[float, ExperimentResult]
+
+    @property
+    def pauses(self) -> pd.DataFrame:
+        """Every run's garbage collections (``result.pauses``), with a ``delay_ms`` column."""
+        frames = [r.pauses.assign(delay_ms=ms) for ms, r in self.results.items()]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def column(self, name: str = "latency_p50_ms") -> pd.DataFrame:
         """One summary column as a table: a row per delay, a column per transport."""
@@ -187,7 +220,7 @@ def run_with_faults(transports: Iterable[str], workload: Workload, *, server: Se
                 cuts_seen = cuts
             if not experiment.running and not plan:
                 break
-            time.sleep(watch_every)
+            experiment.wait(watch_every)  # the watch's cadence; returns at once when the run ends
     except BaseException:
         experiment.stop()
         raise

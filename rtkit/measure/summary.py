@@ -10,6 +10,10 @@ never hidden:
 
 ``gaps`` and ``missed_in_gaps`` count what the server reported as no longer
 retained: when ``lost == missed_in_gaps`` every loss was announced, none silent.
+
+Latency and cost are computed in one place, :func:`latency_summary`, which
+:func:`summarize`, the plots' legends and the live dashboard's table all use,
+so a p99 means the same thing on every screen.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["SUMMARY_COLUMNS", "client_delivery", "summarize"]
+__all__ = ["LATENCY_COLUMNS", "SUMMARY_COLUMNS", "client_delivery", "latency_summary", "summarize"]
 
 SUMMARY_COLUMNS = [
     "clients",
@@ -40,6 +44,57 @@ SUMMARY_COLUMNS = [
     "empty_responses",
     "server_cpu_s",
 ]
+
+
+#: The columns :func:`latency_summary` fills (a subset of :data:`SUMMARY_COLUMNS`).
+LATENCY_COLUMNS = [
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "latency_max_ms",
+    "requests_per_msg",
+    "bytes_per_msg",
+    "bytes_in_per_msg",
+    "bytes_out_per_msg",
+    "empty_responses",
+]
+
+
+def latency_summary(
+    latency_ms: np.ndarray | pd.Series | list[float],
+    *,
+    delivered: int | None = None,
+    requests: int = 0,
+    bytes_in: int = 0,
+    bytes_out: int = 0,
+    empty_responses: int = 0,
+) -> dict[str, float]:
+    """Latency percentiles and cost per message of one transport (:data:`LATENCY_COLUMNS`).
+
+    ``latency_ms``: one value per receipt. Percentiles interpolate linearly
+    (numpy's default); NaN without receipts. Costs are totals divided by
+    ``delivered`` (default: the number of latencies): ``bytes_per_msg`` counts
+    both directions, ``bytes_in_per_msg`` what the client read and
+    ``bytes_out_per_msg`` what it wrote (requests included).
+    """
+    lat = np.asarray(latency_ms, dtype=float)
+    n = len(lat) if delivered is None else delivered
+    q = np.percentile(lat, [50, 95, 99]) if len(lat) else [np.nan] * 3
+
+    def per_message(total: float) -> float:
+        return total / n if n else np.nan
+
+    return {
+        "latency_p50_ms": float(q[0]),
+        "latency_p95_ms": float(q[1]),
+        "latency_p99_ms": float(q[2]),
+        "latency_max_ms": float(lat.max()) if len(lat) else np.nan,
+        "requests_per_msg": per_message(requests),
+        "bytes_per_msg": per_message(bytes_in + bytes_out),
+        "bytes_in_per_msg": per_message(bytes_in),
+        "bytes_out_per_msg": per_message(bytes_out),
+        "empty_responses": int(empty_responses),
+    }
 
 
 def client_delivery(df: pd.DataFrame, expected_ids: range) -> pd.DataFrame:
@@ -92,8 +147,6 @@ def summarize(
         known = per_client[per_client.index.isin(names)]
         silent = len(names) - len(known)  # clients with no rows lost everything
         delivered = int(known["delivered"].sum())
-        lat = sub["latency_ms"].to_numpy()
-        q = np.percentile(lat, [50, 95, 99]) if len(lat) else [np.nan] * 3
         own_gaps = gaps[gaps["transport"] == transport] if gaps is not None else None
         n_gaps = 0 if own_gaps is None else len(own_gaps)
         missed = 0 if own_gaps is None else int(own_gaps["missed"].sum())
@@ -111,15 +164,9 @@ def summarize(
             "out_of_order": int(known["out_of_order"].sum()),
             "gaps": n_gaps,
             "missed_in_gaps": missed,
-            "latency_p50_ms": q[0],
-            "latency_p95_ms": q[1],
-            "latency_p99_ms": q[2],
-            "latency_max_ms": lat.max() if len(lat) else np.nan,
-            "requests_per_msg": spent["requests"] / delivered if delivered else np.nan,
-            "bytes_per_msg": (spent["bytes_in"] + spent["bytes_out"]) / delivered if delivered else np.nan,
-            "bytes_in_per_msg": spent["bytes_in"] / delivered if delivered else np.nan,
-            "bytes_out_per_msg": spent["bytes_out"] / delivered if delivered else np.nan,
-            "empty_responses": int(spent["empty_responses"]),
+            **latency_summary(sub["latency_ms"].to_numpy(), delivered=delivered,
+                              requests=spent["requests"], bytes_in=spent["bytes_in"],
+                              bytes_out=spent["bytes_out"], empty_responses=spent["empty_responses"]),
             "server_cpu_s": (server_cpu_s or {}).get(transport, np.nan),
         }
     result = pd.DataFrame.from_dict(rows, orient="index", columns=SUMMARY_COLUMNS)

@@ -1,0 +1,155 @@
+"""The second baseline: the websockets library's own broadcasting server and client.
+
+Where :mod:`rtkit.net.raw` shows what nothing but TCP costs, this shows what a
+maintained, production WebSocket library costs for the same job: a server
+built on ``websockets.asyncio.server.serve`` that sends every event to every
+connection with the library's ``broadcast()`` ("broadcast() pushes the message
+synchronously to all connections even if their write buffers are
+overflowing", websockets docs, *Broadcasting*), and clients on
+``websockets.asyncio.client.connect``. Same threads as rtkit: the server on
+its own loop in a daemon thread, publishing from any thread with one
+coalesced wake-up per burst, the clients on the shared client loop stamping
+arrivals with :func:`rtkit.core.clock.now_ns`. Each message is the rtkit event
+object, ``{"id", "published_ns", "data"}``, as one text frame. Compression is
+off on both sides (rtkit's server does not compress either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+
+from rtkit.bench.figures import WEBSOCKETS
+from rtkit.clients import client_loop
+from rtkit.core.clock import now_ns
+from rtkit.core.loopthread import LoopThread
+from rtkit.core.records import Receipt
+from rtkit.log import encode_payload
+
+__all__ = ["WebsocketsBroadcastServer", "WebsocketsClient"]
+
+HOST = "127.0.0.1"
+_TIMEOUT = 20.0
+
+
+class WebsocketsBroadcastServer:
+    """See the module docstring. :meth:`publish` from any thread; :attr:`connections`
+    counts the open connections."""
+
+    def __init__(self) -> None:
+        self._thread = LoopThread("rtkit-bench-websockets")
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._wake_pending = False
+        self._last_id = 0
+        self._server: Server | None = None
+        self.port = 0
+
+    @property
+    def connections(self) -> int:
+        return len(self._server.connections) if self._server is not None else 0
+
+    def start(self) -> WebsocketsBroadcastServer:
+        self._thread.start()
+        try:
+            self._thread.run(self._open(), _TIMEOUT)
+        except BaseException:
+            self._thread.stop()
+            raise
+        return self
+
+    async def _open(self) -> None:
+        self._server = await serve(self._hold, HOST, 0, compression=None, ping_interval=None)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _hold(self, connection: ServerConnection) -> None:
+        await connection.wait_closed()  # clients only listen; broadcast() does the sending
+
+    def publish(self, payload: Any) -> int:
+        """Publish a JSON-able payload; any thread. Returns the event id."""
+        data_json = encode_payload(payload)
+        with self._lock:
+            self._last_id += 1
+            event_id = self._last_id
+            self._pending.append(f'{{"id":{event_id},"published_ns":{now_ns()},"data":{data_json}}}')
+            wake, self._wake_pending = not self._wake_pending, True
+        if wake:
+            with contextlib.suppress(RuntimeError):  # loop closed: stopped
+                self._thread.loop.call_soon_threadsafe(self._flush)
+        return event_id
+
+    def _flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._wake_pending = False
+        if self._server is not None:
+            for message in pending:
+                broadcast(self._server.connections, message)
+
+    def stop(self) -> None:
+        """Close every connection and stop the thread; idempotent."""
+        if self._thread.running:
+            with contextlib.suppress(Exception):
+                self._thread.run(self._close(), _TIMEOUT)
+            self._thread.stop()
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+class WebsocketsClient:
+    """A websockets-library client of :class:`WebsocketsBroadcastServer` on a loop
+    thread (default: the shared client loop): each event becomes a
+    :class:`~rtkit.core.records.Receipt` of transport ``"websockets"``."""
+
+    transport = WEBSOCKETS
+
+    def __init__(self, port: int, *, name: str = WEBSOCKETS,
+                 on_receipt: Callable[[Receipt], None]) -> None:
+        self.port, self.name, self.on_receipt = port, name, on_receipt
+        self.events = 0
+        self._loop_thread: LoopThread | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, loop: LoopThread | None = None) -> WebsocketsClient:
+        self._loop_thread = loop or client_loop()
+        self._loop_thread.run(self._spawn(), _TIMEOUT)
+        return self
+
+    async def _spawn(self) -> None:
+        connection = await connect(f"ws://{HOST}:{self.port}/", compression=None, ping_interval=None,
+                                   max_queue=None, proxy=None)
+        self._task = asyncio.ensure_future(self._read(connection))
+
+    async def _read(self, connection: ClientConnection) -> None:
+        loads, on_receipt, name = json.loads, self.on_receipt, self.name
+        try:
+            async for message in connection:
+                arrived = now_ns()
+                obj = loads(message)
+                on_receipt(Receipt(WEBSOCKETS, name, obj["id"], obj["data"], obj["published_ns"],
+                                   arrived, len(message), 0, 0, 0))
+                self.events += 1
+        except ConnectionClosed:
+            pass
+        finally:
+            await connection.close()
+
+    def stop(self) -> None:
+        if self._loop_thread is not None and self._loop_thread.running and self._task is not None:
+            self._loop_thread.run(self._cancel(), _TIMEOUT)
+
+    async def _cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
