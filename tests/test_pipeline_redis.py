@@ -174,7 +174,7 @@ def test_a_pipeline_refuses_bad_settings_and_an_absent_redis() -> None:
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rtkit.pipeline.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "rtkit", "pipeline", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
