@@ -25,6 +25,7 @@ from rtkit.pipeline import (
     ReplayFeed,
     record,
 )
+from rtkit.pipeline.monitor import read_log
 
 pytestmark = pytest.mark.redis
 
@@ -101,6 +102,32 @@ def test_a_worker_killed_mid_window_changes_no_aggregate(redis_server: Any) -> N
     claimed = int(takeovers[0]["detail"].split(": ")[1].split()[0])
     assert claimed > 0, "the dead worker's pending entries were claimed"
     assert set(result.windows["shard"]) == {0, 1}
+
+
+def test_a_worker_paused_past_its_lease_cannot_spoil_what_its_successor_does(redis_server: Any) -> None:
+    """SIGSTOP worker 0 longer than its lease: worker 1 takes its shard over. When worker 0
+    wakes it finds its lease gone: its writes and reads are fenced, so nothing is counted twice."""
+    import os
+    import signal
+
+    with Pipeline(feed(duration=4.0, rate=2500), redis=redis_server.url, workers=2) as run:
+        assert run.workers is not None
+        wait_until(lambda: run.progress()["windows"] >= 2, 30, what="the first windows stored")
+        pid = run.workers.pid(0)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: any(n["what"] == "took over" and n["worker"] == "w1"
+                                   for n in read_log(run.store.redis, run.keys)[0]),
+                       30, what="worker 1 taking shard 0 over")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        run.wait(60)
+        result = run.result()
+        assert run.workers.alive(0), "the paused worker carried on, without its shard"
+    c = result.comparison
+    assert c.ok, c.differences()
+    assert (c.lost, c.duplicated) == (0, 0)
+    assert any(n["what"] == "lease lost" and n["worker"] == "w0" for n in result.notes), result.notes
 
 
 def test_redis_restarted_empty_mid_run_stops_the_run_with_a_clear_error(redis_server: Any) -> None:

@@ -8,7 +8,11 @@ has lapsed (the other worker died). For each owned shard it:
 1. **takes over**: loads the shard's checkpoint and claims every pending entry
    (``XAUTOCLAIM ... 0``: read by a worker, never acknowledged) and feeds them,
    in stream order, to a fresh :class:`~rtkit.pipeline.windows.ShardProcessor`;
-2. **reads** new entries (``XREADGROUP GROUP analyzers W ... >``, blocking 100 ms);
+2. **reads** new entries: it waits for any (``XREAD BLOCK 100`` after the last
+   entry it has, which claims nothing), then takes them with a script that
+   checks the lease and runs ``XREADGROUP GROUP analyzers W ... >`` in one
+   atomic step, so a worker that lost its lease (paused too long) can never
+   take entries away from the shard's new owner;
 3. **aggregates** them (the processor, no I/O);
 4. **stores** what closed and only then **acknowledges** it, in one atomic
    script (:mod:`rtkit.pipeline.store`) that first checks the lease.
@@ -52,6 +56,18 @@ _RENEW_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+_FENCED_READ_SCRIPT = """
+-- KEYS: stream, owner, stream, owner, ...; ARGV: token, group, consumer, count
+local out = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('GET', KEYS[i + 1]) == ARGV[1] then
+    local got = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],
+                           'STREAMS', KEYS[i], '>')
+    if got then out[#out + 1] = got[1] end
+  end
+end
+return out
+"""
 _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -82,6 +98,7 @@ class Worker:
         self.commit = self.r.register_script(COMMIT_SCRIPT)
         self.renew = self.r.register_script(_RENEW_SCRIPT)
         self.release = self.r.register_script(_RELEASE_SCRIPT)
+        self.fenced_read = self.r.register_script(_FENCED_READ_SCRIPT)
         self.config: PipelineConfig | None = None
         self.owned: dict[int, ShardProcessor] = {}
         self.stopping = False
@@ -160,21 +177,24 @@ class Worker:
         if not self.owned:
             time.sleep(self.config.lease_ms / 4000)  # a standby's cadence of looking for work
             return
-        streams = {self.keys.shard(s): ">" for s in sorted(self.owned)}
-        reply = self.r.xreadgroup(GROUP, self.name, streams, count=self.config.read_count,
-                                  block=_BLOCK_MS)
+        shards = sorted(self.owned)
+        after = {self.keys.shard(s): self.owned[s].last_entry or "0-0" for s in shards}
+        if self.r.xread(after, count=1, block=_BLOCK_MS):  # wait for new entries, take none
+            keys = [k for s in shards for k in (self.keys.shard(s), self.keys.owner(s))]
+            reply = self.fenced_read(keys=keys, args=[self.token, GROUP, self.name,
+                                                      self.config.read_count])
+        else:
+            reply = []
         read_ns = now_ns()
         outputs: dict[int, Output] = {}
         count = 0
-        for stream, entries in reply or []:
-            if not entries:
-                continue
+        for stream, entries in reply:
             shard = int(stream.decode().rsplit(":", 1)[1])
             proc = self.owned.get(shard)
-            if proc is None:
+            if proc is None or not entries:
                 continue
-            for entry_id, fields in entries:
-                self._feed(proc, entry_id.decode(), fields)
+            for entry_id, flat in entries:
+                self._feed(proc, entry_id.decode(), dict(zip(flat[::2], flat[1::2])) if flat else None)
             count += len(entries)
             self._timing["reads"].append([shard, entries[0][0].decode(), entries[-1][0].decode(),
                                           read_ns, len(entries)])
