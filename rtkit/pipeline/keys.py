@@ -19,6 +19,7 @@ in one Redis never meet and :meth:`RunKeys.pattern` finds all of one run's keys.
 ``out``                   stream of everything to deliver (windows, alerts, late events),
                           written in the same commit as the store (a transactional outbox)
 ``done``                  set of shards whose end-of-stream marker was processed
+``timed``                 set of those whose stage times are all in ``timing`` too
 ``timing``                stream of the workers' stage times (read, closed, stored)
 ``log``                   stream of what happened (takeovers, lost leases, reconnects)
 ``workers``               hash worker -> its latest status JSON
@@ -143,3 +144,7 @@ class RunKeys:
     @property
     def trimmed(self) -> str:
         return self.prefix + "trimmed"
+
+    @property
+    def timed(self) -> str:
+        return self.prefix + "timed"

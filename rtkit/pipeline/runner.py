@@ -271,6 +271,8 @@ class Pipeline(Resource):
             return False
         if self._r.scard(self.keys.done) < self.config.shards:
             return False
+        if self._r.scard(self.keys.timed) < self.config.shards:  # the workers' stage times are in
+            return False
         return self.subscriber is None or len(self.subscriber.arrivals) >= self._r.hlen(self.keys.agg)
 
     def wait(self, timeout: float = 120.0) -> bool:

@@ -105,6 +105,7 @@ class Worker:
         self.fed = 0
         self._timing: dict[str, list[Any]] = {"reads": [], "claims": [], "windows": []}
         self._timing_at = 0
+        self._finished: list[int] = []  # shards finished whose times are not sent yet
         self._lease_at = 0.0
         self._rate_began = 0.0
         self._rate_count = 0
@@ -247,14 +248,21 @@ class Worker:
                 raise result
             self._timing["windows"] += [[w.key, w.start_ns, w.closed_ns, stored_ns, shard]
                                         for w in out.windows]
+            if out.finished:
+                self._finished.append(shard)
+        if self._finished:  # the run's end waits for these times: send them now
+            self._flush_timing()
 
     def _flush_timing(self) -> None:
         self._timing_at = now_ns()
-        if not any(self._timing.values()):
+        if not any(self._timing.values()) and not self._finished:
             return
         doc = json_dumps({"w": self.name, **self._timing})
         self.r.xadd(self.keys.timing, {"j": doc})
         self._timing = {"reads": [], "claims": [], "windows": []}
+        if self._finished:
+            self.r.sadd(self.keys.timed, *self._finished)
+            self._finished = []
 
     # -- owning shards ---------------------------------------------------------------------
     def _leases(self) -> None:
@@ -304,6 +312,9 @@ class Worker:
             self.r.hincrby(self.keys.trimmed, str(shard), trimmed)
         self.owned[shard] = proc
         self._commit({shard: proc.take(now_ns())})
+        if self.r.sismember(self.keys.done, shard):  # finished before its owner died: say so
+            self._finished.append(shard)
+            self._flush_timing()
         if claimed or not mine or checkpoint is not None:
             self._note("took over", f"shard {shard}: {claimed} pending entries claimed "
                        f"({proc.replayed} before its checkpoint), {trimmed} trimmed away")
