@@ -415,6 +415,20 @@ class NotebookUI:
             found.append(info)
         return found
 
+    def code_widgets(self) -> list[dict[str, Any]]:
+        """Each student-code widget (``rtkit.browser.run_js``) this page rendered, also
+        one stopped since (its view gone): its client name, status line, the lines its
+        code printed, whether it ran (reached the server and ran the code), showed an
+        error of its code's, and the ``readyState`` of each connection its code opened."""
+        return list(self.page.evaluate("""() => Object.entries(window.rtkitCode || {}).map(([client, c]) => {
+              const status = c.status.textContent;
+              return {client, status,
+                      lines: Array.from(c.box.querySelectorAll('.rtkit-code-lines > div')).map(d => d.textContent),
+                      ran: !/^(starting|cannot reach)/.test(status),
+                      error: !!c.box.querySelector('.rtkit-code-error'),
+                      connections: Array.from(c.connections).map(x => x.readyState)};
+            })"""))
+
     def collapse_sidebars(self) -> None:
         self.page.evaluate("() => { window.jupyterapp.shell.collapseLeft();"
                            " window.jupyterapp.shell.collapseRight(); }")

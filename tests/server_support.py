@@ -33,6 +33,7 @@ __all__ = [
     "PROMPT",
     "Answer",
     "MakeServer",
+    "RawWebSocket",
     "SSEStream",
     "assert_refusal",
     "assert_serving",
@@ -141,14 +142,16 @@ class SSEStream:
     ) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         self.conn.request("GET", path, headers=headers or {})
+        # The socket, kept: a close-delimited response takes it away from conn.
+        self.sock = self.conn.sock
+        assert self.sock is not None
         self.response = self.conn.getresponse()
         self.decoder = SSEDecoder()
         self.raw = bytearray()
         self.events: list[Event] = []
 
     def read_some(self, timeout: float) -> bytes:
-        assert self.conn.sock is not None
-        self.conn.sock.settimeout(max(timeout, 0.01))
+        self.sock.settimeout(max(timeout, 0.01))
         chunk = self.response.read1(65536)
         if not chunk:
             raise EOFError("the server ended the stream")
@@ -178,7 +181,9 @@ class SSEStream:
         return [line for line in bytes(self.raw).splitlines() if line.startswith(b":")]
 
     def close(self) -> None:
+        self.response.close()
         self.conn.close()
+        self.sock.close()
 
 
 @pytest.fixture
@@ -251,3 +256,115 @@ def stats_settled(server: rtkit.Server) -> bool:
     """No open streams or held requests, nothing waiting for a publish."""
     stats = server.stats()
     return stats["connections"] == {} and stats["waiting"] == 0
+
+
+class RawWebSocket:
+    """A WebSocket client written by hand over a plain socket, to send what the
+    ``websockets`` library never would (unmasked frames, bad close codes, ...).
+
+    ``frames()`` returns the server's frames as they arrive (unmasked, as RFC
+    6455 §5.1 demands of a server); ``closed()`` says whether the server ended
+    the TCP connection.
+    """
+
+    def __init__(self, server: rtkit.Server, path: str = "/ws", rcvbuf: int | None = None) -> None:
+        import socket
+
+        from rtkit.wire.wsframes import FrameParser
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", server.port))
+        self.sock.sendall(self.handshake(server.port, path))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)  # byte by byte: the frames that follow stay in the socket
+            if not chunk:
+                raise ConnectionError(f"the server closed the connection: {head!r}")
+            head += chunk
+        self.head = head
+        self.parser = FrameParser(expect_masked=False)
+        self.pending: list[Any] = []
+        self.eof = False
+
+    @staticmethod
+    def handshake(port: int, path: str = "/ws", **extra: str) -> bytes:
+        headers = {
+            "Host": f"127.0.0.1:{port}", "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+            "Sec-WebSocket-Version": "13", **extra,
+        }
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        return f"GET {path} HTTP/1.1\r\n{lines}\r\n".encode()
+
+    def send_frame(
+        self, payload: bytes, opcode: int = 0x1, *, fin: bool = True, rsv: int = 0,
+        masked: bool = True,
+    ) -> None:
+        """One frame, built by hand (any opcode, RSV bits, length, masked or not)."""
+        import struct
+
+        first = (0x80 if fin else 0) | (rsv << 4) | opcode
+        n = len(payload)
+        mask_bit = 0x80 if masked else 0
+        if n < 126:
+            header = struct.pack("!BB", first, mask_bit | n)
+        elif n < 1 << 16:
+            header = struct.pack("!BBH", first, mask_bit | 126, n)
+        else:
+            header = struct.pack("!BBQ", first, mask_bit | 127, n)
+        if masked:
+            key = os.urandom(4)
+            stream = int.from_bytes((key * (n // 4 + 1))[:n], "big")  # RFC 6455 §5.3
+            payload = (int.from_bytes(payload, "big") ^ stream).to_bytes(n, "big")
+            header += key
+        self.sock.sendall(header + payload)
+
+    def send_json(self, obj: Any) -> None:
+        self.send_frame(json.dumps(obj).encode())
+
+    def next_frame(self, timeout: float = 5.0) -> Any:
+        """The next frame from the server (``EOFError`` if it closed the connection first)."""
+        deadline = time.monotonic() + timeout
+        while not self.pending:
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                self.eof = True
+                raise EOFError("the server closed the connection")
+            self.pending.extend(self.parser.feed(data))
+        return self.pending.pop(0)
+
+    def next_json(self, timeout: float = 5.0) -> Any:
+        return json.loads(self.next_frame(timeout).payload)
+
+    def close_frame(self, timeout: float = 5.0) -> Any:
+        """Skip to the server's Close frame and return it."""
+        from rtkit.wire.wsframes import Opcode
+
+        while True:
+            frame = self.next_frame(timeout)
+            if frame.opcode == Opcode.CLOSE:
+                return frame
+
+    def closed(self, timeout: float = 5.0) -> bool:
+        """Whether the server ends the TCP connection within ``timeout`` (reading what is left)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            try:
+                if not self.sock.recv(65536):
+                    return True
+            except ConnectionResetError:
+                return True
+            except TimeoutError:
+                return False
+        return False
+
+    def close(self) -> None:
+        self.sock.close()

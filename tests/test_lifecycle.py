@@ -289,7 +289,7 @@ def test_long_poll_of_a_client_that_hung_up_is_dropped(
             conn.request("GET", "/poll?since=0")  # a kept-alive connection, as the clients use
             assert conn.getresponse().read()
             assert conn.sock is not None
-            conn.sock.sendall(b"GET /longpoll?since=1&timeout=30 HTTP/1.1\r\nHost: t\r\n\r\n")
+            conn.sock.sendall(b"GET /longpoll?since=1&timeout=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         finally:
             conn.close()
 

@@ -21,6 +21,7 @@ from rtkit.log import (
     DEFAULT_CAPACITY,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_TOPICS,
+    DEFAULT_MAX_TOTAL_BYTES,
     Log,
     LogEvent,
     MemoryLog,
@@ -570,6 +571,8 @@ def test_stats_report_every_topic_and_the_bounds() -> None:
         "capacity": 3,
         "max_bytes": 1000,
         "max_topics": 9,
+        "max_total_bytes": DEFAULT_MAX_TOTAL_BYTES,
+        "retained_bytes": 12,
     }
 
 
@@ -706,3 +709,33 @@ def test_open_log_does_not_load_redis_for_the_memory_log() -> None:
             "print('rtkit.log.redis' in sys.modules, 'redis' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_max_total_bytes_evicts_from_the_topic_holding_the_most() -> None:
+    log = MemoryLog(capacity=100, max_bytes=None, max_total_bytes=50)
+    for _ in range(3):
+        log.append_json('"' + "a" * 8 + '"', topic="a")  # 10 bytes each: a holds 30
+    log.append_json('"' + "b" * 8 + '"', topic="b")  # 40 in all
+    log.append_json('"' + "b" * 18 + '"', topic="b")  # 60: over 50, "a" holds the most
+    stats = log.stats()
+    assert stats["retained_bytes"] == 50
+    assert (stats["topics"]["a"]["first_retained"], stats["topics"]["a"]["retained"]) == (2, 2)
+    assert stats["topics"]["b"]["retained"] == 2
+    found = log.after(0, topic="a")
+    assert (ids(found), found.missed) == ([2, 3], 1)
+    # Each topic keeps its newest event whatever the bound.
+    tiny = MemoryLog(max_total_bytes=1)
+    for topic in ("x", "y", "z"):
+        tiny.append("payload", topic=topic)
+    assert [tiny.last_id_of(t) - tiny.first_retained_of(t) + 1 for t in ("x", "y", "z")] == [1, 1, 1]
+    assert tiny.stats()["retained_bytes"] == 27
+
+
+def test_bounds_in_bytes_hold_over_many_topics_and_events() -> None:
+    log = MemoryLog(capacity=50, max_bytes=300, max_total_bytes=1000)
+    for i in range(2000):
+        log.append_json('"' + "x" * (i % 17) + '"', topic=f"t{i % 7}")
+        stats = log.stats()
+        assert stats["retained_bytes"] == sum(t["retained_bytes"] for t in stats["topics"].values())
+        assert stats["retained_bytes"] <= 1000 + 19
+        assert all(t["retained_bytes"] <= 300 + 19 for t in stats["topics"].values())

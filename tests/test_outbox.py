@@ -2,8 +2,9 @@
 
 The pure parts (:func:`encode_batch`, :class:`SharedBatches`) with exact bytes;
 the rest against a real server on port 0: streams at one cursor share one
-encoded batch, WebSocket keep-alive pings (answered or not), SSE to an
-HTTP/1.0 client, and the ``waiting`` figure of ``/stats``.
+encoded batch, an idle stream costs no task, WebSocket keep-alive pings
+(answered or not), SSE's close-delimited body for HTTP/1.0 and 1.1 clients,
+and the ``waiting`` figure of ``/stats``.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from rtkit.log import MemoryLog
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import SharedBatches
 from rtkit.server.outbox import encode_batch
-from rtkit.server.sse import SSEFraming, http_chunk
+from rtkit.server.sse import SSE_FRAMING, SSEFraming
 from rtkit.server.websocket import WS_FRAMING
 from rtkit.sse import SSEDecoder
 from rtkit.wire.sse import encode_comment
 from rtkit.wire.wsframes import Frame, FrameParser, Opcode
 
 MakeServer = Callable[..., rtkit.Server]
-CHUNKED, PLAIN = SSEFraming(chunked=True), SSEFraming(chunked=False)
+SSE = SSE_FRAMING
 
 
 def log_with(*payloads: Any, capacity: int = 100) -> MemoryLog:
@@ -46,12 +47,11 @@ def log_with(*payloads: Any, capacity: int = 100) -> MemoryLog:
 # ----------------------------------------------------------------------------- encode_batch
 
 
-def test_a_batch_is_the_events_after_the_cursor_in_one_chunk() -> None:
+def test_a_batch_is_the_events_after_the_cursor_in_one_write() -> None:
     log = log_with("a", "b", "c")
-    data, cursor = encode_batch(log.after(1), CHUNKED, send_buffer=1 << 20)
-    body = b"".join(CHUNKED.event(e) for e in log.after(1).events)
-    assert data == http_chunk(body)
-    assert data.startswith(b"%x\r\n" % len(body)) and data.endswith(b"\r\n")
+    data, cursor = encode_batch(log.after(1), SSE, send_buffer=1 << 20)
+    body = b"".join(SSE.event(e) for e in log.after(1).events)
+    assert data == body  # no chunk framing: the SSE body is close-delimited
     assert cursor == 3
     assert [json.loads(e.data)["data"] for e in SSEDecoder().feed(body)] == ["b", "c"]
 
@@ -67,7 +67,7 @@ def test_a_batch_takes_what_fits_in_the_send_buffer_but_always_one_event() -> No
 
 def test_a_batch_after_a_lost_stretch_starts_with_the_gap() -> None:
     log = log_with(*range(10), capacity=4)  # ids 7..10 retained
-    data, cursor = encode_batch(log.after(2), PLAIN, send_buffer=1 << 20)
+    data, cursor = encode_batch(log.after(2), SSE, send_buffer=1 << 20)
     events = SSEDecoder().feed(data)
     assert events[0].type == "gap"
     assert json.loads(events[0].data) == {"after": 2, "first_id": 7, "missed": 4}
@@ -75,16 +75,15 @@ def test_a_batch_after_a_lost_stretch_starts_with_the_gap() -> None:
     assert [json.loads(e.data)["id"] for e in events[1:]] == [7, 8, 9, 10]
     assert cursor == 10
     # When not even one event fits, the gap still moves the cursor past the hole.
-    data, cursor = encode_batch(log.after(2), PLAIN, send_buffer=1)
+    data, cursor = encode_batch(log.after(2), SSE, send_buffer=1)
     assert cursor == 7
 
 
-def test_plain_sse_framing_writes_the_bare_stream() -> None:
+def test_sse_framing_writes_the_bare_stream() -> None:
     log = log_with("a")
-    data, _ = encode_batch(log.after(0), PLAIN, send_buffer=1 << 20)
-    assert data == PLAIN.event(log.after(0).events[0])
-    assert PLAIN.heartbeat == encode_comment("heartbeat")
-    assert CHUNKED.heartbeat == http_chunk(encode_comment("heartbeat"))
+    data, _ = encode_batch(log.after(0), SSE, send_buffer=1 << 20)
+    assert data == SSE.event(log.after(0).events[0])
+    assert SSE.heartbeat == encode_comment("heartbeat")
 
 
 # ----------------------------------------------------------------------------- SharedBatches
@@ -108,7 +107,7 @@ def test_streams_at_one_cursor_share_one_batch_per_framing() -> None:
     log = log_with("a", "b")
     batches = SharedBatches()
     boxes: list[Any] = [
-        FakeBox(log, framing, cursor) for framing in (CHUNKED, WS_FRAMING) for cursor in (0, 0, 1)
+        FakeBox(log, framing, cursor) for framing in (SSE, WS_FRAMING) for cursor in (0, 0, 1)
     ]
     got = [batches.get(box) for box in boxes]
     assert sum(box.encoded for box in boxes) == 4  # (sse, 0), (sse, 1), (ws, 0), (ws, 1)
@@ -179,19 +178,16 @@ def server_tasks(server: rtkit.Server) -> int:
 
 
 @pytest.mark.parametrize("transport", ["sse", "ws"])
-def test_an_idle_stream_costs_no_task_of_rtkit(make_server: MakeServer, transport: str) -> None:
-    """Memory per idle connection: no pump task, no heartbeat or ping task, no
-    timer per stream (the hub feeds them all and one sweep keeps them alive)."""
+def test_an_idle_stream_costs_no_task(make_server: MakeServer, transport: str) -> None:
+    """Memory per idle connection: no task of rtkit's or Tornado's, no timer per
+    stream (the connection is taken over from Tornado; the hub feeds every
+    stream and one sweep keeps them alive)."""
     server = make_server()
     before = server_tasks(server)
     clients = [rtkit.make_client(transport, server.url).start() for _ in range(5)]
     try:
         wait_until(lambda: server.stats()["waiting"] == 5, message="five idle streams")
-        # Only what Tornado itself keeps per connection: for SSE the connection's
-        # request loop and the request being answered, for a WebSocket the task
-        # reading its frames.
-        per_connection = {"sse": 2, "ws": 1}[transport]
-        assert server_tasks(server) - before == 5 * per_connection
+        assert server_tasks(server) == before
     finally:
         for client in clients:
             client.stop()
@@ -263,19 +259,29 @@ def test_a_websocket_that_answers_pings_stays_open(make_server: MakeServer) -> N
 # ----------------------------------------------------------------------------- SSE framing
 
 
-def test_sse_to_an_http_1_0_client_is_not_chunked(server: rtkit.Server) -> None:
-    """RFC 9112 §6.1: no Transfer-Encoding for a request that does not indicate HTTP/1.1."""
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_the_sse_body_is_close_delimited_for_every_client(server: rtkit.Server, version: str) -> None:
+    """RFC 9112 §6.3: a response "without a declared message body length" ends when
+    the server closes the connection; no Transfer-Encoding, no Content-Length."""
     server.publish("one")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(b"GET /sse?since=0 HTTP/1.0\r\nHost: t\r\n\r\n")
+        sock.sendall(b"GET /sse?since=0 HTTP/%s\r\nHost: 127.0.0.1\r\n\r\n" % version.encode())
         raw = b""
         while raw.count(b"\n\n") < 3:  # retry, hello, then event one
             raw += sock.recv(65536)
         server.publish("two")
         while raw.count(b"\n\n") < 4:
             raw += sock.recv(65536)
+        server.stop()  # ends the body: the server closes the connection
+        while chunk := sock.recv(65536):
+            raw += chunk
     head, _, body = raw.partition(b"\r\n\r\n")
-    assert b"transfer-encoding" not in head.lower()
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    lowered = head.lower()
+    assert b"transfer-encoding" not in lowered and b"content-length" not in lowered
+    assert b"\r\nconnection: close" in lowered
+    assert b"\r\ncontent-type: text/event-stream; charset=utf-8" in lowered
+    assert b"\r\ncache-control: no-store" in lowered
     assert body.startswith(b": rtkit stream after id 0\n")
     events = [e for e in SSEDecoder().feed(body) if e.type == "message"]
     assert [json.loads(e.data)["data"] for e in events] == ["one", "two"]

@@ -27,11 +27,11 @@ def stalled_socket(server: rtkit.Server, transport: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.port))
     if transport == "sse":
-        request = b"GET /sse?since=0 HTTP/1.1\r\nHost: t\r\n\r\n"
+        request = b"GET /sse?since=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     else:
         key = base64.b64encode(os.urandom(16))
         request = (
-            b"GET /ws?since=0 HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"GET /ws?since=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n\r\n"
         )
     sock.sendall(request)

@@ -15,13 +15,33 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
-from rtkit.browser.handlers import ClockEstimate
 from rtkit.core.clock import now_ns
 from rtkit.server import Server
 
 __all__ = ["ClockEstimate", "estimate_clock_offset", "measure_clock_offset"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClockEstimate:
+    """How a browser's clock relates to the server's.
+
+    ``offset_ms`` is server time minus browser time: a browser instant ``t``
+    (``performance.now()``, ms) is ``t + offset_ms`` on the server clock (ms).
+    The true offset lies within ``uncertainty_ms`` of it (half the smallest
+    round-trip time seen, ``rtt_ms``, out of ``samples`` round trips).
+    """
+
+    offset_ms: float
+    uncertainty_ms: float
+    rtt_ms: float
+    samples: int
+
+    def to_server_ns(self, browser_ms: float) -> int:
+        """A browser ``performance.now()`` reading on the server clock, in ns."""
+        return round((browser_ms + self.offset_ms) * 1e6)
 
 
 def estimate_clock_offset(samples: Iterable[tuple[float, float, float]]) -> ClockEstimate:

@@ -17,8 +17,8 @@ import shutil
 from collections.abc import Iterable
 from typing import Any
 
-from rtkit.browser.handlers import PAGE_TRANSPORTS
 from rtkit.browser.page import check_page_transports, page_url
+from rtkit.browser.receipts import PAGE_TRANSPORTS
 from rtkit.core.exceptions import BrowserUnavailable, RtkitError
 from rtkit.core.loopthread import LoopThread
 from rtkit.core.resource import Resource, start_managed
@@ -100,17 +100,17 @@ class HeadlessBrowser(Resource):
         self.pages: list[HeadlessPage] = []
 
     def _start(self) -> None:
-        path = self.executable or chromium_path()
-        if path is None:
-            where = os.environ.get(CHROMIUM_ENV) or "/usr/bin/chromium"
-            raise BrowserUnavailable(f"no Chromium found ({where} is missing; apt-get install chromium)")
         try:
             import playwright.async_api  # noqa: F401
         except ImportError:
             raise BrowserUnavailable(
-                "the 'playwright' Python package is not installed (pip install playwright; "
-                "no 'playwright install' needed: the system Chromium is used)"
+                "the 'playwright' Python package is not installed (only the headless browser "
+                "needs it: pip install playwright; no 'playwright install', the system Chromium is used)"
             ) from None
+        path = self.executable or chromium_path()
+        if path is None:
+            where = os.environ.get(CHROMIUM_ENV) or "/usr/bin/chromium"
+            raise BrowserUnavailable(f"no Chromium found ({where} is missing; apt-get install chromium)")
         self._thread = LoopThread("rtkit-browser").start()
         try:
             self._thread.run(self._launch(path), _LAUNCH_TIMEOUT)
@@ -180,7 +180,7 @@ class HeadlessPage:
     """One page of a :class:`HeadlessBrowser`: evaluate JavaScript, wait, take screenshots.
 
     On rtkit's page, ``window.rtkitPage`` is the page's state and controls
-    (see ``rtkit/server/static/app.js``); :meth:`received` and :meth:`wait_ready`
+    (see ``rtkit/browser/static/app.js``); :meth:`received` and :meth:`wait_ready`
     read it.
     """
 
@@ -252,7 +252,9 @@ def open_headless(
     transports: Iterable[str] = PAGE_TRANSPORTS,
     *,
     client: str = "headless",
-    poll_interval: float = 0.5,
+    topic: str | None = None,
+    poll_interval: float | None = None,
+    hold: float | None = None,
     since: int | None = None,
     name: str = "default",
     ready_timeout: float = 20.0,
@@ -264,7 +266,8 @@ def open_headless(
     previous one first. Raises :class:`BrowserUnavailable` without a browser.
     """
     chosen = check_page_transports(transports)
-    url = page_url(server, chosen, client=client, poll_interval=poll_interval, since=since, proxy=False)
+    url = page_url(server, chosen, client=client, topic=topic, poll_interval=poll_interval, hold=hold,
+                   since=since, proxy=False)
     browser = start_managed(HeadlessBrowser(), name)
     try:
         page = browser.open(url)
@@ -277,12 +280,20 @@ def open_headless(
 
 
 def try_headless(server: Server, transports: Iterable[str] = PAGE_TRANSPORTS, **kwargs: Any) -> HeadlessPage | None:
-    """:func:`open_headless`, or None with a printed reason when no browser can be
-    driven here. With ``RTKIT_REQUIRE_BROWSER=1`` a missing browser raises instead."""
+    """:func:`open_headless`, or None with a plain printed reason when no headless
+    browser can be driven here (no Playwright, as under Binder, or no Chromium),
+    or it failed to open the page. Never raises for that, unless
+    ``RTKIT_REQUIRE_BROWSER=1``, which makes it a :class:`BrowserUnavailable`."""
     try:
         return open_headless(server, transports, **kwargs)
-    except BrowserUnavailable as exc:
+    except Exception as exc:
         if browser_required():
-            raise BrowserUnavailable(f"{exc}; {REQUIRE_ENV}=1 requires a browser") from exc
-        print(f"\u2026 no headless browser here: {exc}.\n  The cells that need one say so and skip their checks.")
+            if isinstance(exc, BrowserUnavailable):
+                raise BrowserUnavailable(f"{exc}; {REQUIRE_ENV}=1 requires a browser") from exc
+            raise
+        reason = str(exc) if isinstance(exc, BrowserUnavailable) else f"it did not open the page: {exc!r}"
+        logger.debug("try_headless: %s", reason)
+        print(f"\u2026 no headless browser here: {reason}.\n"
+              "  That is fine: the page runs in your own browser, in the frame above; the cells "
+              "that need the headless one say so and skip their checks.")
         return None

@@ -33,15 +33,19 @@ from __future__ import annotations
 
 import html
 import itertools
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from rtkit.browser.handlers import PAGE_TRANSPORTS, BrowserState, ClockEstimate, state_for
+from rtkit.browser.clock import ClockEstimate
+from rtkit.browser.receipts import PAGE_TRANSPORTS
+from rtkit.browser.state import BrowserState, Record, state_for
+from rtkit.core.api import check_topic
 from rtkit.core.clock import now_ns
-from rtkit.core.records import Receipt
+from rtkit.core.records import GapNotice, Receipt, ResetNotice
 from rtkit.core.transports import BROWSER_PREFIX, STREAMING, base_transport, check_transports
 from rtkit.core.waiting import wait_until
 from rtkit.server import Server
@@ -69,12 +73,18 @@ BROWSER_TRANSPORTS = tuple(BROWSER_PREFIX + t for t in PAGE_TRANSPORTS)
 # -- receipts ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Feed:
-    """Hands browser arrivals to a recorder as receipts (equal per recorder, so added once)."""
+    """Hands browser records to a recorder: receipts to ``add``, gaps to
+    ``add_gap``, resets to ``add_reset`` when it has one (equal per recorder, so added once)."""
 
     recorder: Any
 
-    def __call__(self, receipt: Receipt) -> None:
-        self.recorder.add(receipt)
+    def __call__(self, record: Record) -> None:
+        if isinstance(record, Receipt):
+            self.recorder.add(record)
+        elif isinstance(record, GapNotice):
+            self.recorder.add_gap(record)
+        elif isinstance(record, ResetNotice) and hasattr(self.recorder, "add_reset"):
+            self.recorder.add_reset(record)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Feed) and other.recorder is self.recorder
@@ -84,10 +94,13 @@ class _Feed:
 
 
 class BrowserReceipts:
-    """What the pages of ``server`` reported: receipts, clock estimates, clients.
+    """What the pages of ``server`` reported: receipts, gaps, resets, clock estimates, clients.
 
-    Any thread. Every receipt is an :class:`~rtkit.clients.Receipt` whose
+    Any thread. Every receipt is a :class:`~rtkit.core.records.Receipt` whose
     ``arrived_ns`` is already on the server clock and whose ``data`` is None.
+    The server keeps the newest :data:`~rtkit.browser.state.MAX_KEPT_RECEIPTS`;
+    :attr:`dropped` counts the older ones it let go (a recorder fed with
+    :meth:`feed` keeps them all).
     """
 
     def __init__(self, server: Server) -> None:
@@ -103,7 +116,34 @@ class BrowserReceipts:
         ]
 
     def __len__(self) -> int:
-        return sum(len(b.arrivals) for b in self._state.batches())
+        return self._state.kept()
+
+    @property
+    def dropped(self) -> int:
+        """Receipts accepted but no longer kept by the server (the oldest, past its cap)."""
+        return self._state.dropped
+
+    @property
+    def refused(self) -> int:
+        """Batches the server refused (400); :attr:`last_refusal` says why."""
+        return self._state.refused
+
+    @property
+    def last_refusal(self) -> str:
+        return self._state.last_refusal
+
+    def gaps(self, client: str | None = None) -> list[GapNotice]:
+        """The gaps the pages were told of (events no longer retained)."""
+        return [g for b in self._state.batches() for g in b.gaps if client in (None, g.client)]
+
+    def resets(self, client: str | None = None) -> list[ResetNotice]:
+        """The resets the pages were told of (a topic's history lost: a new epoch)."""
+        return [r for b in self._state.batches() for r in b.resets if client in (None, r.client)]
+
+    def error(self, client: str) -> str:
+        """The last error ``client`` reported about itself ("" for none): a page
+        that could not start, or a student's code that threw."""
+        return next((c.error for c in self._state.clients() if c.client == client), "")
 
     def ids(self, transport: str, client: str | None = None) -> list[int]:
         """Event ids the page received on ``transport`` ("sse" or "browser-sse"), in order."""
@@ -147,11 +187,12 @@ class BrowserReceipts:
                 "batches": c.batches,
                 "receipts": c.receipts,
                 "last_report_s_ago": (now - c.last_seen_ns) / 1e9,
+                "error": c.error,
             }
             for c in self._state.clients()
         ]
         columns = ["client", "browser", "protocol", "clock_offset_ms", "clock_uncertainty_ms", "rtt_ms",
-                   "handshakes", "batches", "receipts", "last_report_s_ago"]
+                   "handshakes", "batches", "receipts", "last_report_s_ago", "error"]
         return pd.DataFrame(rows, columns=columns).set_index("client")
 
     def clock(self, client: str) -> ClockEstimate | None:
@@ -204,7 +245,9 @@ class BrowserReceipts:
         self._state.clear()
 
     def __repr__(self) -> str:
-        return f"<BrowserReceipts {len(self)} receipts from {len(self._state.clients())} page(s)>"
+        counts = self._state.counts()
+        extra = "".join(f", {counts[k]} {k}" for k in ("dropped", "refused") if counts[k])
+        return f"<BrowserReceipts {counts['kept']} receipts from {len(self._state.clients())} page(s){extra}>"
 
 
 def _series(values: Sequence[Any], dtype: str) -> Any:
@@ -277,7 +320,9 @@ def wait_for_stream(
     def found() -> ConnectionRecord | None:
         return next((r for r in registry.records() if predicate(r)), None)
 
-    return wait_until(found, timeout, what="a stream matching the predicate")
+    record = wait_until(found, timeout, what="a stream matching the predicate")
+    assert record is not None  # wait_until returns only a truthy value
+    return record
 
 
 # -- the page in the notebook -------------------------------------------------------------------
@@ -293,19 +338,27 @@ def page_url(
     transports: Iterable[str] = PAGE_TRANSPORTS,
     *,
     client: str | None = None,
+    topic: str | None = None,
     poll_interval: float | None = None,
+    hold: float | None = None,
     since: int | None = None,
     base_url: str | None = None,
     proxy: bool | None = None,
 ) -> str:
     """The page's URL: ``server.url + "/ui/?..."``, or through jupyter-server-proxy
-    ``<base_url>proxy/<port>/ui/?...`` (see :func:`show_browser` for when)."""
+    ``<base_url>proxy/<port>/ui/?...`` (see :func:`show_browser` for when and for
+    the arguments). Unset arguments are left to the page, which takes them from
+    the server's ``GET /api``."""
     chosen = check_page_transports(transports)
     query: dict[str, Any] = {"t": ",".join(chosen)}
     if client is not None:
         query["client"] = client
+    if topic is not None:
+        query["topic"] = check_topic(topic)
     if poll_interval is not None:
-        query["poll"] = f"{poll_interval:g}"
+        query["poll"] = f"{_positive(poll_interval, 'poll_interval'):g}"
+    if hold is not None:
+        query["hold"] = f"{_positive(hold, 'hold', zero=True):g}"
     if since is not None:
         query["since"] = since
     if server.config.token is not None:
@@ -319,6 +372,14 @@ def page_url(
         return f"{server.url}/ui/?{qs}"
     base = (base_url or "/").rstrip("/")
     return f"{base}/proxy/{server.port}/ui/?{qs}"
+
+
+def _positive(value: float, name: str, *, zero: bool = False) -> float:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or not (value >= 0 if zero else value > 0):
+        raise ValueError(f"{name} must be a {'non-negative' if zero else 'positive'} number of seconds, "
+                         f"got {value!r}")
+    return float(value)
 
 
 _page_names = itertools.count(1)
@@ -351,7 +412,9 @@ def show_browser(
     height: int = 440,
     recorder: Any = None,
     client: str | None = None,
-    poll_interval: float = 0.5,
+    topic: str | None = None,
+    poll_interval: float | None = None,
+    hold: float | None = None,
     since: int | None = None,
     base_url: str | None = None,
     proxy: bool | None = None,
@@ -362,7 +425,9 @@ def show_browser(
                    (checkboxes on the page switch them later)
     recorder       a :class:`~rtkit.measure.Recorder` that also gets every browser receipt
     client         the page's client name in the DataFrame (default ``lab-N``)
-    poll_interval  seconds between the page's short polls
+    topic          the topic every transport of the page subscribes to (default: the default topic)
+    poll_interval  seconds between the page's short polls (default: the server's, from ``GET /api``)
+    hold           seconds the page asks the server to hold a long poll (default: the server's)
     since          the id the page starts after (default: the newest at load time)
     base_url       the Jupyter server's base URL, e.g. ``/user/me/``; the default is
                    ``$JUPYTERHUB_SERVICE_PREFIX`` (set under JupyterHub and Binder)
@@ -377,8 +442,8 @@ def show_browser(
     """
     chosen = check_page_transports(transports)
     name = client or f"lab-{next(_page_names)}"
-    url = page_url(server, chosen, client=name, poll_interval=poll_interval, since=since,
-                   base_url=base_url, proxy=proxy)
+    url = page_url(server, chosen, client=name, topic=topic, poll_interval=poll_interval, hold=hold,
+                   since=since, base_url=base_url, proxy=proxy)
     receipts = BrowserReceipts(server)
     if recorder is not None:
         receipts.feed(recorder)

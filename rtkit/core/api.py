@@ -79,7 +79,7 @@ class Route:
     params: tuple[str, ...] = ()
 
 
-_CURSOR = ("since", "topic")
+_CURSOR = ("since", "topic", "epoch")
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", TRANSPORT_TABLE["poll"].path, "at once: a JSON batch of events after the cursor", (*_CURSOR, "limit")),

@@ -15,6 +15,7 @@ from rtkit.log.base import (
     DEFAULT_CAPACITY,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_TOPICS,
+    DEFAULT_MAX_TOTAL_BYTES,
     Log,
     LogEvent,
     Slice,
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_TOPICS",
+    "DEFAULT_MAX_TOTAL_BYTES",
     "Log",
     "LogEvent",
     "MemoryLog",
@@ -44,14 +46,17 @@ def open_log(
     max_bytes: int | None = DEFAULT_MAX_BYTES,
     max_topics: int = DEFAULT_MAX_TOPICS,
     topics: Iterable[str] = (),
+    max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
 ) -> Log:
     """The log for a server: a :class:`MemoryLog`, or with a Redis URL a
     ``RedisLog`` on it (imported only then, so the memory log needs no ``redis``).
 
-    Nothing is connected here: the server awaits :meth:`Log.open` on its loop.
+    ``max_total_bytes`` bounds the memory log over all topics (a Redis log's
+    memory is Redis's). Nothing is connected here: the server awaits
+    :meth:`Log.open` on its loop.
     """
     if redis is None:
-        return MemoryLog(capacity, max_bytes, max_topics, topics)
+        return MemoryLog(capacity, max_bytes, max_topics, topics, max_total_bytes)
     # Imported by name, and only now: a memory-log server never loads redis-py.
     redis_log = importlib.import_module("rtkit.log.redis")
     log: Log = redis_log.RedisLog(

@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_TOPICS",
+    "DEFAULT_MAX_TOTAL_BYTES",
     "HOW_TOPICS_EXIST",
     "Log",
     "LogEvent",
@@ -69,6 +70,9 @@ DEFAULT_CAPACITY = 4096
 DEFAULT_MAX_BYTES = 64 << 20
 #: Most topics one log holds.
 DEFAULT_MAX_TOPICS = 256
+#: Payload bytes the in-memory log retains over all its topics (256 MiB), so
+#: many topics cannot add up to more than a laptop's kernel can hold.
+DEFAULT_MAX_TOTAL_BYTES = 256 << 20
 
 
 #: How a topic comes to exist, for every message about an unknown one.

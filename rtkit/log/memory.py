@@ -12,9 +12,10 @@ published once, JSON-encoded once, and every handler serves those same bytes.
 
 Each topic keeps its newest ``capacity`` events and, within those, at most
 ``max_bytes`` of payload (the JSON text's UTF-8 bytes): the oldest go first,
-and what falls out is reported as a gap. The newest event always stays, even
-when it alone is larger than ``max_bytes``, so a subscriber never misses an
-event as it is published. Every topic gets a new random epoch token when it is
+and what falls out is reported as a gap. All topics together keep at most
+``max_total_bytes``: past it, the oldest events of the topic holding the most
+go. The newest event of a topic always stays, even when it alone is larger
+than a bound, so a subscriber never misses an event as it is published. Every topic gets a new random epoch token when it is
 made, so the same ids from another ``MemoryLog`` (a re-run cell's new server)
 are told apart (docs/design.md, section 5, "Epochs").
 
@@ -37,6 +38,7 @@ from rtkit.log.base import (
     DEFAULT_CAPACITY,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_TOPICS,
+    DEFAULT_MAX_TOTAL_BYTES,
     Log,
     LogEvent,
     Slice,
@@ -77,7 +79,8 @@ class MemoryLog(Log):
 
     ``capacity``: events retained per topic; ``max_bytes``: payload bytes retained
     per topic (None: no byte bound); ``max_topics``: most topics, the default
-    one included; ``topics``: names made at once, after ``default``.
+    one included; ``topics``: names made at once, after ``default``;
+    ``max_total_bytes``: payload bytes retained over all topics (None: no bound).
     Raises ``ValueError`` for a bound that is not a positive int, a bad topic
     name, or more ``topics`` than ``max_topics``.
     """
@@ -88,15 +91,19 @@ class MemoryLog(Log):
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         max_topics: int = DEFAULT_MAX_TOPICS,
         topics: Iterable[str] = (),
+        max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
     ) -> None:
         super().__init__()
         _check_positive("capacity", capacity)
-        if max_bytes is not None:
-            _check_positive("max_bytes", max_bytes)
+        for name, bound in (("max_bytes", max_bytes), ("max_total_bytes", max_total_bytes)):
+            if bound is not None:
+                _check_positive(name, bound)
         _check_positive("max_topics", max_topics)
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.max_topics = max_topics
+        self.max_total_bytes = max_total_bytes
+        self._total_bytes = 0
         self._lock = threading.Lock()
         self._topics: dict[str, _Topic] = {}
         for name in (DEFAULT_TOPIC, *topics):
@@ -147,6 +154,7 @@ class MemoryLog(Log):
         """Put ``event`` in ``t``'s ring and evict what falls out. Lock held."""
         cap = self.capacity
         slot = (event.id - 1) % cap
+        before = t.retained_bytes
         if len(t.events) < cap:
             t.events.append(event)
             t.sizes.append(size)
@@ -159,11 +167,29 @@ class MemoryLog(Log):
         t.last = event.id  # last: readers without the lock find the event stored
         limit = self.max_bytes
         if limit is not None:
-            while t.retained_bytes > limit and t.first < t.last:  # the newest always stays
-                old = (t.first - 1) % cap
-                t.retained_bytes -= t.sizes[old]
-                t.events[old] = None  # free it now
-                t.first += 1
+            while t.retained_bytes > limit and t.first < t.last:
+                self._evict_oldest(t)
+        self._total_bytes += t.retained_bytes - before
+        total_limit = self.max_total_bytes
+        if total_limit is not None and self._total_bytes > total_limit:
+            self._trim_total(total_limit)
+
+    def _evict_oldest(self, t: _Topic) -> int:
+        """Drop ``t``'s oldest retained event (never its newest); its bytes. Lock held."""
+        old = (t.first - 1) % self.capacity
+        size = t.sizes[old]
+        t.retained_bytes -= size
+        t.events[old] = None  # free it now
+        t.first += 1
+        return size
+
+    def _trim_total(self, limit: int) -> None:
+        """Evict from the topics holding the most until all fit in ``limit``. Lock held."""
+        while self._total_bytes > limit:
+            largest = max(self._topics.values(), key=_evictable_bytes)
+            if largest.first >= largest.last:
+                return  # one event per topic is left: the newest always stays
+            self._total_bytes -= self._evict_oldest(largest)
 
     # -- reading ---------------------------------------------------------------------
     def last_id_of(self, topic: str = DEFAULT_TOPIC) -> int:
@@ -237,6 +263,8 @@ class MemoryLog(Log):
             "capacity": self.capacity,
             "max_bytes": self.max_bytes,
             "max_topics": self.max_topics,
+            "max_total_bytes": self.max_total_bytes,
+            "retained_bytes": self._total_bytes,
         }
 
     def __repr__(self) -> str:
@@ -244,6 +272,10 @@ class MemoryLog(Log):
             f"<MemoryLog {len(self._topics)} topics, capacity={self.capacity}, "
             f"max_bytes={self.max_bytes}>"
         )
+
+
+def _evictable_bytes(t: _Topic) -> int:
+    return t.retained_bytes if t.first < t.last else -1
 
 
 def _check_positive(name: str, value: object) -> None:

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tornado.httputil import HTTPServerRequest
 from tornado.web import Application
+
+if TYPE_CHECKING:
+    from tornado.web import _HandlerDelegate  # the return type Tornado declares
 
 from rtkit.core.api import api_document
 from rtkit.log import Log
 from rtkit.server.base import BaseHandler, NotFoundHandler, log_request
 from rtkit.server.config import ServerConfig
+from rtkit.server.hosts import HostCheck
 from rtkit.server.hub import Hub
+from rtkit.server.params import BadRequest
 from rtkit.server.polling import LongPollHandler, PollHandler
 from rtkit.server.publish import PublishHandler
 from rtkit.server.sse import SSEHandler
@@ -64,10 +70,37 @@ def make_app(log: Log, hub: Hub, config: ServerConfig) -> Application:
     ]
     for provider in _feature_routes:
         rules += provider(shared)
-    return Application(
+    return RtkitApplication(
+        HostCheck(config.host, config.allowed_hosts),
+        shared,
         rules,
         default_handler_class=NotFoundHandler,
         default_handler_args=shared,
-        websocket_max_message_size=config.max_payload,
         log_function=log_request,
     )
+
+
+class HostRefusedHandler(BaseHandler):
+    """Any request naming a ``Host`` the server does not serve: 403 with the JSON error."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+    def prepare(self) -> None:
+        check: HostCheck = self.application.host_check  # type: ignore[attr-defined]
+        raise BadRequest(check.refusal(self.request.headers.get("Host", "")), status=403)
+
+
+class RtkitApplication(Application):
+    """Tornado's application, with every request's ``Host`` checked before routing
+    (:mod:`rtkit.server.hosts`), so no route, a feature's included, is reachable
+    through a name the user did not allow."""
+
+    def __init__(self, host_check: HostCheck, shared: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.host_check = host_check
+        self._shared = shared
+
+    def find_handler(self, request: HTTPServerRequest, **kwargs: Any) -> _HandlerDelegate:
+        if not self.host_check.allows(request.headers.get("Host")):
+            return self.get_handler_delegate(request, HostRefusedHandler, self._shared)
+        return super().find_handler(request, **kwargs)

@@ -16,6 +16,7 @@ from rtkit.log import Log
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import Hub
 from rtkit.server.params import BadRequest
+from rtkit.server.tornado_access import request_stream
 from rtkit.wire.envelope import error_json
 
 __all__ = [
@@ -55,11 +56,14 @@ def check_token(handler: RequestHandler, config: ServerConfig) -> None:
 
 
 def log_request(handler: RequestHandler) -> None:
-    """Access log at DEBUG (Tornado's default prints every request at INFO/WARNING)."""
+    """Access log at DEBUG (Tornado's default prints every request at INFO/WARNING);
+    a refusal is logged here, once, with its error."""
     request = handler.request
+    uri = request.uri if request.uri is None or len(request.uri) <= 200 else request.uri[:200] + "..."
+    refusal = getattr(handler, "refusal", None)
     logger.debug(
-        "%d %s %s %.2fms", handler.get_status(), request.method, request.uri,
-        1000 * request.request_time(),
+        "%d %s %s %.2fms%s", handler.get_status(), request.method, uri,
+        1000 * request.request_time(), f" refused: {refusal}" if refusal else "",
     )
 
 
@@ -110,17 +114,25 @@ class RtkitHandlerMixin(RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.write(text)
 
+    #: The error of a refused request (logged once, by :func:`log_request`).
+    refusal: str | None = None
+
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, HTTPError):  # a refusal we chose: not noise for the notebook
-            logger.debug("%s %s refused: %s", self.request.method, self.request.uri, value)
-        else:
+        if not isinstance(value, HTTPError):  # a refusal we chose is logged with the request
             super().log_exception(typ, value, tb)
+
+    def compute_etag(self) -> str | None:
+        """None: no ETag, so no answer is hashed on the server loop (RFC 9110
+        §8.8.3 makes the header optional; event batches are never revalidated)."""
+        return None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every refusal answers ``{"error": "<what was wrong and what is accepted>"}``."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, BadRequest):
             message = exc.message
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         elif isinstance(exc, HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
         elif status_code == 405:
@@ -130,6 +142,7 @@ class RtkitHandlerMixin(RequestHandler):
             )
         else:
             message = self._reason
+        self.refusal = message
         if status_code == 413:  # the unread body makes the connection unusable
             self.set_header("Connection", "close")
         self.clear_header("Content-Type")
@@ -160,7 +173,7 @@ class HeldRequestMixin(RtkitHandlerMixin):
         # Tornado arranges to call on_connection_close only if the connection
         # was still open once the request was read: a client that asked and
         # hung up at once is only seen here, as a closed stream.
-        stream = getattr(self.request.connection, "stream", None)
+        stream = request_stream(self.request)
         if self.client_gone or (stream is not None and stream.closed()):
             raise ClientGone
         # The hub's own future, not a task wrapping the wait: cancelling it in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -14,9 +15,16 @@ from rtkit.core.api import (
     DEFAULT_TOPIC,
     check_topic,
 )
-from rtkit.log import DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, DEFAULT_MAX_TOPICS
+from rtkit.log import (
+    DEFAULT_CAPACITY,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_TOPICS,
+    DEFAULT_MAX_TOTAL_BYTES,
+)
 
 __all__ = ["REDIS_SCHEMES", "ServerConfig"]
+
+_HOST_ENTRY = re.compile(r"\A(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?\Z")
 
 #: URL schemes a ``redis=`` setting may use (redis-py's ``from_url``).
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -42,6 +50,8 @@ class ServerConfig:
     capacity          events retained per topic (older ones become gaps)
     history_bytes     payload bytes retained per topic (older events become gaps;
                       default 64 MiB; None: bounded by capacity alone)
+    history_total_bytes  payload bytes the in-memory log retains over all topics
+                      (default 256 MiB: what a laptop's kernel can spare; None: no bound)
     redis             a Redis URL (redis://, rediss://, unix://): keep the log in
                       Redis Streams, shared by every server on it; None: in memory
     heartbeat         seconds between SSE comment heartbeats and WebSocket pings
@@ -50,8 +60,16 @@ class ServerConfig:
     batch_limit       most events in one ``/poll``/``/longpoll`` answer or one stream write
     send_buffer       bytes a stream queues for one client before waiting for it to read
     send_timeout      seconds a stream waits for a client to read before dropping it
+    idle_timeout      seconds a connection may take to send a request head or body, or
+                      stay idle between requests, before it is closed
+    max_connections   connections held at once, past which new ones get 503; None:
+                      the open-file limit less a reserve (rtkit.server.listener)
     token             required from clients when set; mandatory off loopback
-    allowed_origins   WebSocket ``Origin`` values accepted besides the server's own host
+    allowed_origins   ``Origin`` values accepted (WebSocket, publish, receipts) besides
+                      the server's own host
+    allowed_hosts     ``Host`` names served besides 127.0.0.1, localhost and [::1]
+                      (any port): "name" for any port, "name:port" for one; the
+                      defence against DNS rebinding (rtkit.server.hosts)
     """
 
     host: str = "127.0.0.1"
@@ -60,6 +78,7 @@ class ServerConfig:
     max_topics: int = DEFAULT_MAX_TOPICS
     capacity: int = DEFAULT_CAPACITY
     history_bytes: int | None = DEFAULT_MAX_BYTES
+    history_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES
     redis: str | None = None
     heartbeat: float = DEFAULT_HEARTBEAT
     retry_ms: int = DEFAULT_RETRY_MS
@@ -67,8 +86,11 @@ class ServerConfig:
     batch_limit: int = DEFAULT_BATCH_LIMIT
     send_buffer: int = 256 * 1024
     send_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    max_connections: int | None = None
     token: str | None = None
     allowed_origins: tuple[str, ...] = field(default=())
+    allowed_hosts: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         def positive(name: str, value: object, kind: type | tuple[type, ...]) -> None:
@@ -81,6 +103,8 @@ class ServerConfig:
         positive("max_topics", self.max_topics, int)
         if self.history_bytes is not None:
             positive("history_bytes", self.history_bytes, int)
+        if self.history_total_bytes is not None:
+            positive("history_total_bytes", self.history_total_bytes, int)
         self._check_topics()
         self._check_redis()
         positive("heartbeat", self.heartbeat, (int, float))
@@ -88,6 +112,9 @@ class ServerConfig:
         positive("batch_limit", self.batch_limit, int)
         positive("send_buffer", self.send_buffer, int)
         positive("send_timeout", self.send_timeout, (int, float))
+        positive("idle_timeout", self.idle_timeout, (int, float))
+        if self.max_connections is not None:
+            positive("max_connections", self.max_connections, int)
         if isinstance(self.retry_ms, bool) or not isinstance(self.retry_ms, int) or self.retry_ms < 0:
             raise ValueError(f"retry_ms must be an int >= 0, got {self.retry_ms!r}")
         if self.token is not None and (not isinstance(self.token, str) or len(self.token) < 8):
@@ -98,6 +125,22 @@ class ServerConfig:
                 f"token='<secret>' (clients then send it), or bind 127.0.0.1 (the default)"
             )
         object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
+        self._check_hosts()
+
+    def _check_hosts(self) -> None:
+        if isinstance(self.allowed_hosts, str):
+            raise TypeError(
+                f"allowed_hosts must be a list of names, not one string: "
+                f"allowed_hosts=[{self.allowed_hosts!r}]"
+            )
+        hosts = tuple(self.allowed_hosts)
+        for entry in hosts:
+            if not isinstance(entry, str) or not _HOST_ENTRY.match(entry):
+                raise ValueError(
+                    f"allowed_hosts entries are host names as a browser sends them in Host "
+                    f"('hub.example.org', 'hub.example.org:8443', '[::1]:9000'); got {entry!r}"
+                )
+        object.__setattr__(self, "allowed_hosts", hosts)
 
     def _check_topics(self) -> None:
         if isinstance(self.topics, str):

@@ -89,6 +89,23 @@ class ConnectionRegistry:
                 self._history.append(record)
         return record
 
+    def moved(self, old: object, new: object, *, cut: Callable[[], None]) -> None:
+        """The connection registered as ``old`` (its handler) is now served by
+        ``new`` (a taken-over connection's protocol), cut by ``cut()``."""
+        with self._lock:
+            entry = self._open.pop(old, None)
+            if entry is not None:
+                self._open[new] = (entry[0], cut)
+
+    def abort_all(self) -> int:
+        """Cut every open connection now (the server loop only: the end of a
+        shutdown, for what did not say goodbye in time). Returns how many."""
+        with self._lock:
+            victims = [cut for _, cut in self._open.values()]
+        for cut in victims:
+            cut()
+        return len(victims)
+
     def closed(self, key: object, status: int | None = None) -> None:
         """The connection ``key`` ended (idempotent)."""
         with self._lock:

@@ -26,17 +26,45 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Hashable
+from typing import Any, Protocol
 
 from rtkit.core.api import DEFAULT_TOPIC
-from rtkit.log import LogEvent
+from rtkit.log import Log, LogEvent
+from rtkit.server.config import ServerConfig
 from rtkit.server.connections import ConnectionRegistry
+from rtkit.server.listener import ConnectionBudget
 
-if TYPE_CHECKING:
-    from rtkit.server.outbox import Framing, Outbox
 
-__all__ = ["Hub", "HubClosed", "SharedBatches"]
+class Stream(Protocol):
+    """What the hub needs of a stream it feeds (:class:`rtkit.server.outbox.Outbox`
+    is the one implementation; the hub does not import it, which would be a cycle)."""
+
+    topic: str
+    epoch: str
+    cursor: int
+
+    @property
+    def framing(self) -> Hashable: ...
+    @property
+    def log(self) -> Log: ...
+    @property
+    def config(self) -> ServerConfig: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def caught_up(self) -> bool: ...
+    def next_batch(self) -> tuple[bytes, int]: ...
+    def pump(self) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def shutdown(self) -> None: ...
+    def end_unavailable(self, reason: str) -> None: ...
+
+__all__ = ["Hub", "HubClosed", "SharedBatches", "Stream"]
+
+
+#: Streams pumped in one go before the loop serves anything else (each a send()).
+PUMP_SLICE = 256
 
 
 class HubClosed(Exception):
@@ -66,9 +94,9 @@ class SharedBatches:
         self.max_bytes = max_bytes
         self._bytes = 0
         #: topic -> ((last_id, epoch) the entries were made at, the entries)
-        self._memo: dict[str, tuple[tuple[int, str], dict[tuple[Framing, int], tuple[bytes, int]]]] = {}
+        self._memo: dict[str, tuple[tuple[int, str], dict[tuple[Hashable, int], tuple[bytes, int]]]] = {}
 
-    def get(self, box: Outbox) -> tuple[bytes, int]:
+    def get(self, box: Stream) -> tuple[bytes, int]:
         topic = box.topic
         state = (box.log.last_id_of(topic), box.epoch)
         if self._bytes > self.max_bytes:
@@ -100,8 +128,10 @@ class Hub:
     topic, ``tick(now)`` at each sweep and ``shutdown()`` when the server stops.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, log: Log, config: ServerConfig) -> None:
         self._loop = loop
+        #: The server's loop, event log and settings (what every stream reads).
+        self.loop, self.log, self.config = loop, log, config
         self._waiters: dict[str, set[asyncio.Future[bool]]] = {}
         self._woken: set[str] = set()  # topics published to since the last wake-up
         self._woken_lock = threading.Lock()
@@ -113,9 +143,11 @@ class Hub:
         #: Connections the server ended, by reason ("slow_consumer").
         self.dropped: Counter[str] = Counter()
         #: The streaming connections being fed (see rtkit.server.outbox), and by topic.
-        self.outboxes: set[Outbox] = set()
-        self._streams: dict[str, set[Outbox]] = {}
+        self.outboxes: set[Stream] = set()
+        self._streams: dict[str, set[Stream]] = {}
         self.batches = SharedBatches()
+        #: Open connections against max_connections (set by the server at start).
+        self.budget = ConnectionBudget(1 << 30)
         self._sweep_every: float | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
 
@@ -125,7 +157,7 @@ class Hub:
         return sum(box.pending for box in self.outboxes)
 
     # -- streams ---------------------------------------------------------------------
-    def attach(self, box: Outbox) -> None:
+    def attach(self, box: Stream) -> None:
         """Feed ``box`` from now on (it pumps when its topic moves, ticks at each sweep).
         Raises :class:`HubClosed` after shutdown."""
         if self.closed:
@@ -134,7 +166,7 @@ class Hub:
         self._streams.setdefault(box.topic, set()).add(box)
         self._schedule_sweep(min(box.config.heartbeat, box.config.send_timeout) / 4)
 
-    def detach(self, box: Outbox) -> None:
+    def detach(self, box: Stream) -> None:
         """Stop feeding ``box`` (idempotent); its owner calls this through ``box.end``."""
         self.outboxes.discard(box)
         streams = self._streams.get(box.topic)
@@ -201,12 +233,23 @@ class Hub:
         with self._woken_lock:
             topics, self._woken = self._woken, set()
             self._wake_pending = False
+        boxes: list[Stream] = []
         for topic in topics:
             self._release_waiters(topic)
             streams = self._streams.get(topic)
             if streams:
-                for box in list(streams):  # a write may end a stream, which detaches it
-                    box.pump()
+                boxes += streams  # a copy: a write may end a stream, which detaches it
+        self._pump_slice(boxes, 0)
+
+    def _pump_slice(self, boxes: list[Stream], start: int) -> None:
+        """Pump ``boxes[start:]``, :data:`PUMP_SLICE` at a time: between slices the
+        loop serves everything else (a request, a handshake), so thousands of
+        streams delay no one by more than one slice's sends."""
+        end = start + PUMP_SLICE
+        for box in boxes[start:end]:
+            box.pump()
+        if end < len(boxes):
+            self._loop.call_soon(self._pump_slice, boxes, end)
 
     def _end_streams(self, reason: str) -> None:
         """The log's store is lost: end every stream and answer every held poll

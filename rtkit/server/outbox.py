@@ -1,23 +1,29 @@
 """One streaming connection (SSE or WebSocket) as the hub feeds it.
 
 A stream runs no code of its own per event. At each publish the hub
-(:mod:`rtkit.server.hub`) asks every :class:`Outbox` to :meth:`~Outbox.pump`:
-one that is not busy writes what its client has not seen yet. The bytes for
-one cursor are built once per transport and shared by every connection at
-that cursor (:class:`~rtkit.server.hub.SharedBatches`): with 1,000
-subscribers an event is encoded once per transport, not 1,000 times, and no
-coroutine is resumed per connection.
+(:mod:`rtkit.server.hub`) asks every :class:`Outbox` of that topic to
+:meth:`~Outbox.pump`: one that is not held back writes what its client has not
+seen yet. The bytes for one cursor are built once per transport and shared by
+every connection at that cursor (:class:`~rtkit.server.hub.SharedBatches`):
+with 1,000 subscribers an event is encoded once per transport, not 1,000
+times, and no coroutine is resumed per connection.
 
 Bounded sending. A client that stops reading must not cost the server
-unbounded memory, nor slow anyone else. So an outbox never hands its socket
-more than about ``send_buffer`` bytes: it takes from the log only what fits
-(:func:`encode_batch`), writes it, and takes nothing more until the socket
-took it all. The events it has not taken stay in the log, shared by everyone.
-A write the client does not take within ``send_timeout`` seconds marks it as
-a slow consumer: it is disconnected with a reason and counted in ``/stats``
-(``dropped``), and the server carries on for everyone else. The hub's sweep,
-one timer for all connections, finds those (:meth:`Outbox.tick`) and sends
-heartbeats on quiet streams.
+unbounded memory, nor slow anyone else. An outbox writes to its connection's
+asyncio transport, which calls the protocol's ``pause_writing``
+(:meth:`Outbox.paused`) as soon as a write is not taken at once
+(``set_write_buffer_limits(high=0)``); the outbox takes nothing more from the
+log until ``resume_writing`` (:meth:`Outbox.resumed`), when the client took it
+all, and then writes everything that came meanwhile in one batch of at most
+``send_buffer`` bytes (:func:`encode_batch`). So a connection holds at most one
+batch; the events it has not taken stay in the log, shared by everyone. A client that takes none of what it was sent within
+``send_timeout`` seconds is a slow consumer: it is disconnected with a reason
+and counted in ``/stats`` (``dropped``), and the server carries on for
+everyone else. Replies (WebSocket pongs, acks, errors) go through the same
+buffer (:meth:`Outbox.write_reply`), and a client that asks for more while
+over its budget is closed at once. The hub's sweep, one timer for all
+connections, finds slow consumers (:meth:`Outbox.tick`) and sends heartbeats
+on quiet streams.
 
 Everything here runs on the server loop.
 """
@@ -29,8 +35,6 @@ import enum
 import logging
 from collections.abc import Callable
 
-from tornado.iostream import IOStream, StreamClosedError
-
 from rtkit.core.exceptions import LogUnavailable
 from rtkit.log import Log, LogEvent, Slice
 from rtkit.server.config import ServerConfig
@@ -38,7 +42,7 @@ from rtkit.server.hub import Hub
 from rtkit.server.reading import Subscription, read_first, read_now, slice_gap
 from rtkit.wire.envelope import Gap, Reset
 
-__all__ = ["Ending", "Framing", "Outbox", "encode_batch", "write_now"]
+__all__ = ["Ending", "Framing", "Outbox", "StreamGone", "encode_batch"]
 
 logger = logging.getLogger("rtkit.server")
 
@@ -48,9 +52,14 @@ class Ending(enum.Enum):
 
     CLIENT_GONE = "client gone"  # the socket closed, or the client closed the stream
     SLOW_CONSUMER = "slow consumer"  # the client did not read within send_timeout
+    OVER_BUDGET = "over budget"  # the client asked for replies while not reading them
     UNANSWERED = "unanswered"  # the client did not answer a keep-alive (WebSocket ping)
     SHUTDOWN = "shutdown"  # the server stops
     UNAVAILABLE = "log unavailable"  # the log's store (Redis) cannot be reached
+
+
+class StreamGone(Exception):
+    """The connection takes no more data (closed, or closing)."""
 
 
 class Framing:
@@ -76,15 +85,11 @@ class Framing:
         """The notice that the client's epoch is gone (docs/design.md §5, "Epochs")."""
         raise NotImplementedError
 
-    def wrap(self, body: bytes) -> bytes:
-        """One write's worth of encoded events, framed for the connection (default: as is)."""
-        return body
-
 
 def encode_batch(found: Slice, framing: Framing, send_buffer: int) -> tuple[bytes, int]:
     """One write for a connection whose cursor is ``found.cursor``: the gap notice
     if there is one, then the events that fit in ``send_buffer`` bytes (always at
-    least one); returns the wrapped bytes and the cursor after them."""
+    least one); returns the bytes and the cursor after them."""
     pieces: list[bytes] = []
     cursor = found.cursor
     gap = slice_gap(found)
@@ -101,50 +106,25 @@ def encode_batch(found: Slice, framing: Framing, send_buffer: int) -> tuple[byte
         pieces.append(piece)
         size += len(piece)
         cursor = event.id
-    return framing.wrap(b"".join(pieces)), cursor
-
-
-def write_now(stream: IOStream, data: bytes | memoryview) -> asyncio.Future[None] | None:
-    """Write ``data`` on ``stream``: None if the socket took it all at once, else
-    the future of the rest. Raises ``StreamClosedError`` if the stream is closed.
-
-    ``IOStream.write`` costs a future, a loop turn for its done-callback and a
-    copy into its buffer on every call, which showed in fan-out profiles. When
-    its buffer is empty, sending straight on the socket is what it would do
-    first anyway (as asyncio's transports do); only what the socket does not
-    take goes through ``IOStream.write``, after everything it holds, so the
-    order of bytes is kept. An error is left to ``IOStream.write`` to meet
-    again, so the stream is closed the way Tornado closes it.
-    """
-    if stream.closed():
-        raise StreamClosedError(real_error=stream.error)
-    if not stream.writing():
-        try:
-            sent = stream.socket.send(data)
-        except OSError:  # would block, or a broken connection: IOStream deals with it
-            sent = 0
-        if sent == len(data):
-            return None
-        data = memoryview(data)[sent:]
-    return stream.write(data)
+    return b"".join(pieces), cursor
 
 
 class Outbox:
     """What the hub knows of one streaming connection.
 
-    ``stream`` is the connection's socket stream; ``closing()`` says whether the
-    connection takes no more data (a WebSocket that sent its close frame);
-    ``on_end(ending, reason)`` is called once when the hub stops feeding it,
-    and is how the owning handler disconnects or finishes. The handler creates
-    it for a :class:`~rtkit.server.reading.Subscription`, awaits :meth:`start`,
-    and calls :meth:`end` when its client leaves.
+    ``transport`` is the connection's asyncio transport; ``closing()`` says
+    whether the connection takes no more data (a WebSocket that sent its close
+    frame); ``on_end(ending, reason)`` is called once when the hub stops feeding
+    it, and is how the owning protocol disconnects or says goodbye. The
+    protocol creates it for a :class:`~rtkit.server.reading.Subscription`,
+    forwards ``pause_writing``/``resume_writing`` to :meth:`paused`/:meth:`resumed`,
+    awaits :meth:`start`, and calls :meth:`end` when its client leaves.
     """
 
     __slots__ = (
-        "_drained",
+        "_resumed",
         "catching_up",
         "closing",
-        "config",
         "cursor",
         "dropped_reason",
         "ended",
@@ -152,72 +132,105 @@ class Outbox:
         "framing",
         "hub",
         "last_sent",
-        "log",
         "on_end",
-        "pending",
-        "stream",
+        "progress_at",
+        "taken",
         "topic",
-        "write_started",
+        "transport",
+        "writing_paused",
+        "written",
     )
 
     def __init__(
         self,
         hub: Hub,
-        log: Log,
-        config: ServerConfig,
         framing: Framing,
-        stream: IOStream,
+        transport: asyncio.WriteTransport,
         subscription: Subscription,
         on_end: Callable[[Ending, str], None],
         closing: Callable[[], bool] | None = None,
     ) -> None:
-        self.hub, self.log, self.config, self.framing = hub, log, config, framing
-        self.stream, self.on_end = stream, on_end
-        self.closing = closing or stream.closed
+        self.hub, self.framing, self.transport, self.on_end = hub, framing, transport, on_end
+        self.closing = closing or transport.is_closing
         self.topic = subscription.topic
         #: The epoch the cursor belongs to; when the log's changes, the client gets a reset.
         self.epoch = subscription.epoch
         #: Id of the newest event written to this connection.
         self.cursor = subscription.cursor
-        #: Bytes handed to the socket and not yet taken by the client.
-        self.pending = 0
-        self.write_started = self.last_sent = asyncio.get_running_loop().time()
+        #: Bytes handed to the transport so far, and how many the client had taken
+        #: (``written`` minus the transport's buffer) when it last made progress.
+        self.written = self.taken = 0
+        self.progress_at = self.last_sent = hub.loop.time()
+        self.writing_paused = False
         self.ended = False
         self.catching_up = False
         self.dropped_reason: str | None = None
-        self._drained: asyncio.Future[None] | None = None
+        self._resumed: asyncio.Future[None] | None = None
+
+    @property
+    def log(self) -> Log:
+        return self.hub.log
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.hub.config
+
+    @property
+    def pending(self) -> int:
+        """Bytes written to the connection and not yet sent to the client."""
+        return 0 if self.ended else self.transport.get_write_buffer_size()
 
     @property
     def caught_up(self) -> bool:
         """Nothing pending and nothing new in the log: waiting for the next publish."""
-        return not self.pending and not self.catching_up and self.cursor >= self.log.last_id_of(self.topic)
+        return (
+            not self.catching_up
+            and not self.pending
+            and self.cursor >= self.log.last_id_of(self.topic)
+        )
+
+    # -- flow control (the protocol forwards these from asyncio) ---------------------
+    def paused(self) -> None:
+        """The transport's buffer went over ``send_buffer``: take nothing more from the log."""
+        self.writing_paused = True
+
+    def resumed(self) -> None:
+        """The client took enough of the buffer: go on with what it has not seen."""
+        self.writing_paused = False
+        waiter, self._resumed = self._resumed, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self.pump()
 
     # -- delivery ------------------------------------------------------------------
     async def start(self) -> None:
         """Be fed from now on, starting with what the log has after the cursor.
 
         The first reads go through :meth:`Log.read_after` (the Redis log may
-        fetch older history from Redis), one batch at a time, each written and
-        taken by the client before the next; then the hub's pumps take over.
-        The stream is attached (swept for slow consumers and heartbeats) all
-        along. Raises :class:`~rtkit.server.hub.HubClosed` after shutdown.
+        fetch older history from Redis), one batch at a time, each written
+        before the next, waiting while the transport is over its budget; then
+        the hub's pumps take over. The stream is attached (swept for slow
+        consumers and heartbeats) all along. Raises
+        :class:`~rtkit.server.hub.HubClosed` after shutdown.
         """
         self.hub.attach(self)
         self.catching_up = True
+        config = self.config
         try:
             while not self.ended:
                 found = await read_first(
-                    self.log, self.topic, self.cursor, self.config.batch_limit, self.config.send_buffer
+                    self.log, self.topic, self.cursor, config.batch_limit, config.send_buffer
                 )
                 if self.ended or not (found.events or found.missed):
                     break
-                data, self.cursor = encode_batch(found, self.framing, self.config.send_buffer)
+                data, self.cursor = encode_batch(found, self.framing, config.send_buffer)
                 self.write(data)
                 if not found.more:
                     break
-                if self._drained is not None:
-                    await self._drained
-        except StreamClosedError:
+                if self.writing_paused:
+                    self._resumed = asyncio.get_running_loop().create_future()
+                    await self._resumed
+        except StreamGone:
             self.end(Ending.CLIENT_GONE)
         except LogUnavailable as exc:
             self.end_unavailable(str(exc))
@@ -226,18 +239,18 @@ class Outbox:
         self.pump()  # what was published meanwhile
 
     def pump(self) -> None:
-        """Write the next batch this connection has not seen, unless a write to
-        it is still pending.
+        """Write the next batch this connection has not seen, unless its
+        transport is over budget.
 
         The one delivery path once started: the hub calls it for every stream
-        of a topic at each publish on it, and :meth:`_taken` when the client
-        read a pending write. A connection further behind than one batch (a
-        resume, a burst) gets the rest one batch per loop turn, so the others
-        are served in between, as when each stream was a coroutine. When the
-        topic's epoch changed (a Redis that lost its history), the client is
-        told with a reset and fed the new epoch from its start.
+        of a topic at each publish on it, and :meth:`resumed` when the client
+        took enough. A connection further behind than one batch (a resume, a
+        burst) gets the rest one batch per loop turn, so the others are served
+        in between. When the topic's epoch changed (a Redis that lost its
+        history), the client is told with a reset and fed the new epoch from
+        its start.
         """
-        if self.pending or self.ended or self.catching_up:
+        if self.writing_paused or self.ended or self.catching_up:
             return
         log = self.log
         try:
@@ -245,56 +258,74 @@ class Outbox:
             if epoch != self.epoch:
                 reset = Reset(self.topic, epoch, self.epoch, log.last_id_of(self.topic))
                 self.epoch, self.cursor = epoch, 0
-                self.write(self.framing.wrap(self.framing.reset(reset)))
-                if self.pending:
-                    return
-            if self.cursor >= log.last_id_of(self.topic):
+                self.write(self.framing.reset(reset))
+            if self.cursor >= log.last_id_of(self.topic) or self.writing_paused:
                 return
             data, self.cursor = self.hub.batches.get(self)
             self.write(data)
-        except StreamClosedError:
+        except StreamGone:
             self.end(Ending.CLIENT_GONE)
             return
         except LogUnavailable as exc:
             self.end_unavailable(str(exc))
             return
-        if not self.pending and self.cursor < log.last_id_of(self.topic):
+        if not self.writing_paused and self.cursor < log.last_id_of(self.topic):
             asyncio.get_running_loop().call_soon(self.pump)
 
     def next_batch(self) -> tuple[bytes, int]:
         """Encode the next write after :attr:`cursor` and the cursor after it
         (the hub shares it with every connection of this framing at that cursor)."""
-        found = read_now(
-            self.log, self.topic, self.cursor, self.config.batch_limit, self.config.send_buffer
-        )
-        return encode_batch(found, self.framing, self.config.send_buffer)
+        config = self.config
+        found = read_now(self.log, self.topic, self.cursor, config.batch_limit, config.send_buffer)
+        return encode_batch(found, self.framing, config.send_buffer)
 
     def write(self, data: bytes) -> None:
-        """Write ``data`` now; what the socket does not take at once is
-        :attr:`pending` until the client reads it, and then :meth:`pump` goes on.
-        Raises ``StreamClosedError`` if the connection takes no more data."""
-        if self.closing():
-            raise StreamClosedError()
-        self.last_sent = asyncio.get_running_loop().time()
-        rest = write_now(self.stream, data)
-        if rest is not None:
-            self.pending, self.write_started = len(data), self.last_sent
-            self._drained = rest
-            rest.add_done_callback(self._taken)
+        """Hand ``data`` to the transport (asyncio sends what the socket takes at
+        once and buffers the rest). Raises :class:`StreamGone` if the connection
+        takes no more data."""
+        if self.ended or self.closing():
+            raise StreamGone
+        transport = self.transport
+        now = self.hub.loop.time()
+        if not transport.get_write_buffer_size():  # everything before was taken: progress
+            self.progress_at, self.taken = now, self.written
+        self.last_sent = now
+        self.written += len(data)
+        transport.write(data)
 
-    def _taken(self, written: asyncio.Future[None]) -> None:
-        self.pending = 0
-        self._drained = None
-        if not written.cancelled() and written.exception() is None:
-            self.pump()  # what was published meanwhile
-        # A failed write closed the stream: the handler hears of it from Tornado.
+    def write_reply(self, data: bytes) -> None:
+        """Write a reply the client asked for (a pong, an ack, an error), through
+        the same buffer as events: a client with more than ``send_buffer`` bytes
+        not taken, still asking for more, is over its budget and closed at once
+        with a reason."""
+        if self.pending > self.config.send_buffer:
+            self._drop(
+                Ending.OVER_BUDGET,
+                f"over budget: {self.pending} bytes not read (send_buffer "
+                f"{self.config.send_buffer}) and still sending requests",
+                "over_budget",
+            )
+            return
+        try:
+            self.write(data)
+        except StreamGone:
+            pass
 
     # -- the hub's sweep -----------------------------------------------------------
     def tick(self, now: float) -> None:
         """Called every sweep: drop a slow consumer, or keep a quiet stream alive."""
-        if self.pending:
-            if now - self.write_started > self.config.send_timeout:
-                self._too_slow()
+        pending = self.pending
+        if pending:
+            taken = self.written - pending
+            if taken > self.taken:
+                self.taken, self.progress_at = taken, now
+            elif now - self.progress_at > self.config.send_timeout:
+                self._drop(
+                    Ending.SLOW_CONSUMER,
+                    f"slow consumer: {pending} bytes not read within "
+                    f"{self.config.send_timeout:g} s (send_timeout)",
+                    "slow_consumer",
+                )
         elif now - self.last_sent >= self.config.heartbeat:
             self.keep_alive()
 
@@ -302,18 +333,14 @@ class Outbox:
         """Nothing was sent for ``heartbeat`` seconds: send the framing's heartbeat."""
         try:
             self.write(self.framing.heartbeat)
-        except StreamClosedError:
+        except StreamGone:
             self.end(Ending.CLIENT_GONE)
 
-    def _too_slow(self) -> None:
-        reason = (
-            f"slow consumer: {self.pending} bytes not read within "
-            f"{self.config.send_timeout:g} s (send_timeout)"
-        )
+    def _drop(self, ending: Ending, reason: str, counter: str) -> None:
         self.dropped_reason = reason
-        self.hub.dropped["slow_consumer"] += 1
+        self.hub.dropped[counter] += 1
         logger.info("%s client dropped: %s", self.framing.transport, reason)
-        self.end(Ending.SLOW_CONSUMER, reason)
+        self.end(ending, reason)
 
     # -- the end -----------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -330,6 +357,8 @@ class Outbox:
         if self.ended:
             return
         self.ended = True
-        self.pending = 0
         self.hub.detach(self)
+        waiter, self._resumed = self._resumed, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         self.on_end(ending, reason)

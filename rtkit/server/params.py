@@ -37,9 +37,11 @@ class BadRequest(HTTPError):
     """A request the server refuses: ``status_code`` and a ``message`` for
     ``{"error": ...}``. Raised anywhere in a handler, it becomes that answer."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
         super().__init__(status, "%s", message)
         self.message = message
+        #: Headers the refusal must carry (426's Sec-WebSocket-Version, say).
+        self.headers = headers or {}
 
 
 def shown(raw: str, limit: int = 40) -> str:

@@ -36,7 +36,8 @@ class PublishHandler(BaseHandler):
         self._body = bytearray()
         limit = self.config.max_payload
         length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        # Checked as text first: int() of thousands of digits is an error, not a number.
+        if length is not None and length.isdigit() and (len(length) > 18 or int(length) > limit):
             raise _too_large(limit)
         connection = self.request.connection
         if isinstance(connection, HTTP1Connection):

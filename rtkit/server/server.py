@@ -33,7 +33,14 @@ from rtkit.log import Log, open_log
 from rtkit.server.app import make_app
 from rtkit.server.config import ServerConfig
 from rtkit.server.hub import Hub
+from rtkit.server.listener import (
+    ConnectionBudget,
+    Listener,
+    default_max_connections,
+    raise_open_file_limit,
+)
 from rtkit.server.stats import build_stats
+from rtkit.server.tornado_access import check_tornado_version
 
 __all__ = ["Server", "start_server"]
 
@@ -41,6 +48,8 @@ _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 #: How long shutdown waits for streams to say goodbye (WebSocket close frames).
 _GOODBYE_TIMEOUT = 2.0
+#: Connections the kernel queues for accept (Linux caps it at net.core.somaxconn).
+_LISTEN_BACKLOG = 1024
 
 
 class Server(Resource):
@@ -63,10 +72,13 @@ class Server(Resource):
         #: The event log this server serves (``server.log.last_id``: the default topic's newest id).
         self.log: Log = open_log(
             redis=c.redis, capacity=c.capacity, max_bytes=c.history_bytes,
-            max_topics=c.max_topics, topics=c.topics,
+            max_topics=c.max_topics, topics=c.topics, max_total_bytes=c.history_total_bytes,
         )
         self._thread = LoopThread("rtkit-server")
         self._http: HTTPServer | None = None
+        self._listener: Listener | None = None
+        #: The soft open-file limit once started (raised to the hard limit).
+        self.open_file_limit: int | None = None
         self._hub: Hub | None = None
         self.port = 0
 
@@ -93,8 +105,8 @@ class Server(Resource):
     def _abandon_start(self) -> None:
         """A start that failed: close what it opened (listening sockets, the log) and the thread."""
         async def undo() -> None:
-            if self._http is not None:
-                self._http.stop()
+            if self._listener is not None:
+                self._listener.close()
             await self.log.close()
 
         try:
@@ -106,21 +118,40 @@ class Server(Resource):
                 self.log.remove_all_listeners(self._hub)
 
     async def _open(self) -> None:
+        check_tornado_version()
         loop = asyncio.get_running_loop()
         io_loop = IOLoop.current()
         self._thread.on_exit.append(lambda: io_loop.close(all_fds=True))
         await self.log.open()  # LogUnavailable, naming the store, if it cannot be reached
-        self._hub = Hub(loop)
+        self._hub = Hub(loop, self.log, self.config)
         self.log.add_listener(self._hub.on_publish)
         self.log.add_reset_listener(self._hub.on_reset)
         self.log.add_failure_listener(self._hub.on_failure)
-        sockets = bind_sockets(self.config.port, self.config.host)
-        # Headroom over max_payload so /publish can answer 413 itself.
+        c = self.config
+        soft = raise_open_file_limit()
+        cap = default_max_connections(soft)
+        if c.max_connections is not None:
+            if c.max_connections > cap:
+                raise ServerError(
+                    f"max_connections={c.max_connections} leaves too few file descriptors: the "
+                    f"open-file limit is {soft}; use at most {cap}, or raise the limit (ulimit -n)"
+                )
+            cap = c.max_connections
+        self._hub.budget = ConnectionBudget(cap)
+        self.open_file_limit = soft
+        # A deep accept queue: a burst of connections (a hostile neighbour's, say)
+        # waits in it, rather than making everyone's SYN retransmit for seconds.
+        sockets = bind_sockets(c.port, c.host, backlog=_LISTEN_BACKLOG)
         self._http = HTTPServer(
-            make_app(self.log, self._hub, self.config),
-            max_body_size=self.config.max_payload + 1,
+            make_app(self.log, self._hub, c),
+            # Headroom over max_payload (streamed bodies are bounded by the handlers,
+            # which answer 413 themselves).
+            max_body_size=c.max_payload + 1,
+            idle_connection_timeout=c.idle_timeout,  # also the time to send a request head
+            body_timeout=c.idle_timeout,
         )
-        self._http.add_sockets(sockets)
+        self._listener = Listener(loop, sockets, self._http, self._hub.budget)
+        self._listener.start()
         self.port = sockets[0].getsockname()[1]
 
     def _stop(self) -> None:
@@ -133,10 +164,11 @@ class Server(Resource):
                 self.log.remove_all_listeners(self._hub)
 
     async def _close(self) -> None:
-        assert self._http is not None and self._hub is not None
-        self._http.stop()  # stop accepting
+        assert self._http is not None and self._hub is not None and self._listener is not None
+        self._listener.close()  # stop accepting
         self._hub.close()  # streams end, long polls answer, WebSockets close 1001
         await self._hub.wait_closed(_GOODBYE_TIMEOUT)
+        self._hub.registry.abort_all()  # what did not say goodbye in time
         try:
             await asyncio.wait_for(self._http.close_all_connections(), _GOODBYE_TIMEOUT)
         except asyncio.TimeoutError:

@@ -1,28 +1,35 @@
-"""``GET /sse``: a ``text/event-stream`` of the log, resumable with ``Last-Event-ID``.
+"""``GET /sse``: a ``text/event-stream`` of a topic, resumable with ``Last-Event-ID``.
 
-The stream opens with a ``retry:`` field and a comment, then sends every event
-with an ``id:`` line (so a reconnecting browser sends ``Last-Event-ID``) and the
-event object as ``data:``. A comment heartbeat goes out when nothing was sent
-for ``heartbeat`` seconds, so proxies and clients can tell a quiet stream from a
-dead one.
+The stream opens with a comment, a ``retry:`` field and an event of type
+``hello`` (``{"topic", "epoch", "last_id"}``); a cursor of a lost epoch gets an
+event of type ``reset`` next, then the new epoch's events from its start
+(docs/design.md §5). Every event has an ``id:`` line (so a reconnecting
+browser sends ``Last-Event-ID``) and the event object as ``data:``. A comment
+heartbeat goes out when nothing was sent for ``heartbeat`` seconds, so proxies
+and clients can tell a quiet stream from a dead one.
 
-After the response head, the hub feeds the stream (:mod:`rtkit.server.outbox`):
-each write is one HTTP/1.1 chunk holding a batch of events, built once for every
-stream at the same cursor and written straight to the connection's socket stream.
+Once the request is accepted, the connection is taken over from Tornado
+(:mod:`rtkit.server.streams`): the response head is written here, and the body
+is delimited by closing the connection (RFC 9112 §6.3: "Otherwise, this is a
+response message without a declared message body length, so the message body
+length is determined by the number of octets received prior to the server
+closing the connection"), so events need no chunk framing, for HTTP/1.0 and
+1.1 clients alike. The hub then feeds the stream (:mod:`rtkit.server.outbox`):
+each write is a batch of events, built once for every stream at the same cursor.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from tornado.iostream import StreamClosedError
+from email.utils import formatdate
 
 from rtkit.log import LogEvent
-from rtkit.server.base import BaseHandler
-from rtkit.server.hub import HubClosed
+from rtkit.server.base import BaseHandler, log_request
+from rtkit.server.connections import ConnectionRecord
+from rtkit.server.hub import Hub, HubClosed
 from rtkit.server.outbox import Ending, Framing, Outbox
 from rtkit.server.params import BadRequest
 from rtkit.server.reading import Subscription, subscribe
+from rtkit.server.streams import StreamProtocol, take_over
 from rtkit.wire.envelope import (
     SSE_GAP,
     SSE_HELLO,
@@ -37,7 +44,7 @@ from rtkit.wire.envelope import (
 )
 from rtkit.wire.sse import encode, encode_comment
 
-__all__ = ["SSEFraming", "SSEHandler", "encode_log_event", "http_chunk"]
+__all__ = ["SSE_FRAMING", "SSEConnection", "SSEFraming", "SSEHandler", "encode_log_event", "response_head"]
 
 
 def encode_log_event(event: LogEvent) -> bytes:
@@ -49,21 +56,26 @@ def encode_log_event(event: LogEvent) -> bytes:
     return f"id: {event.id}\ndata: {data}\n\n".encode()
 
 
-def http_chunk(body: bytes) -> bytes:
-    """``body`` as one chunk of a chunked HTTP/1.1 body (RFC 9112 §7.1:
-    ``chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF``, size in hex).
-    Tornado frames the response this way; an empty body would end it, so never pass one."""
-    return b"%x\r\n%b\r\n" % (len(body), body)
+def response_head() -> bytes:
+    """The head of every ``/sse`` response (its body ends when the connection closes)."""
+    return (
+        "HTTP/1.1 200 OK\r\n"
+        f"Date: {formatdate(usegmt=True)}\r\n"
+        "Content-Type: text/event-stream; charset=utf-8\r\n"
+        "Cache-Control: no-store\r\n"
+        "X-Accel-Buffering: no\r\n"  # ask reverse proxies not to buffer
+        # RFC 9112 §9.6: a server that will close the connection after the
+        # response "SHOULD send a "close" connection option in its final response".
+        "Connection: close\r\n"
+        "\r\n"
+    ).encode("ascii")
 
 
 class SSEFraming(Framing):
-    """Events as SSE fields; each write one HTTP/1.1 chunk when ``chunked``."""
+    """Events as SSE fields, written as they are (the body is close-delimited)."""
 
     transport = "sse"
-
-    def __init__(self, chunked: bool) -> None:
-        self.chunked = chunked
-        self.heartbeat = self.wrap(encode_comment("heartbeat"))
+    heartbeat = encode_comment("heartbeat")
 
     def event(self, event: LogEvent) -> bytes:
         return encode_log_event(event)
@@ -76,24 +88,42 @@ class SSEFraming(Framing):
         # id 0: the browser's last event ID starts again with the new epoch's ids.
         return encode(reset_json(reset), event=SSE_RESET, id=0)
 
-    def wrap(self, body: bytes) -> bytes:
-        return http_chunk(body) if self.chunked else body
+
+SSE_FRAMING = SSEFraming()
 
 
-#: RFC 9112 §6.1: "A server MUST NOT send a response containing Transfer-Encoding
-#: unless the corresponding request indicates HTTP/1.1 (or later minor
-#: revisions)". Tornado follows that rule for the head; the body written here
-#: must match it: chunks for HTTP/1.1, the bare stream (ended by closing) for 1.0.
-SSE_CHUNKED, SSE_PLAIN = SSEFraming(chunked=True), SSEFraming(chunked=False)
+class SSEConnection(StreamProtocol):
+    """A taken-over ``/sse`` connection: the head and greeting, then the hub's batches."""
+
+    __slots__ = ("_greeting",)
+
+    def __init__(self, hub: Hub, record: ConnectionRecord, placeholder: object, greeting: bytes) -> None:
+        super().__init__(hub, record, placeholder)
+        self._greeting = greeting
+
+    def start(self, sub: Subscription) -> Outbox:
+        """Write the greeting and make the outbox (the handler then awaits its start)."""
+        self.transport.write(self._greeting)
+        self._greeting = b""
+        self.outbox = Outbox(self.hub, SSE_FRAMING, self.transport, sub, self._on_end)
+        return self.outbox
+
+    def data_received(self, data: bytes) -> None:
+        pass  # nothing a client sends after its request means anything here
+
+    def _on_end(self, ending: Ending, reason: str) -> None:
+        if ending is Ending.SLOW_CONSUMER:
+            # The client is not reading, so no last word can reach it: the
+            # reason goes to the log and to /stats ("dropped").
+            self.transport.abort()
+        else:
+            # The body ends where the connection does: the client reconnects (a
+            # lost log: to another node, or here once the store is back).
+            self.transport.close()
 
 
 class SSEHandler(BaseHandler):
-    """``GET /sse?topic=T&since=N&epoch=E``. The stream opens with a comment,
-    ``retry:``, and an event of type ``hello`` (``{"topic", "epoch", "last_id"}``);
-    a cursor of a lost epoch gets an event of type ``reset`` next, then the new
-    epoch's events from its start (docs/design.md §5)."""
-
-    _outbox: Outbox | None = None
+    """``GET /sse?topic=T&since=N&epoch=E``: accept, take the connection over, start feeding."""
 
     async def get(self) -> None:
         # The HTML spec: a reconnecting EventSource sends the last event ID it
@@ -101,72 +131,37 @@ class SSEHandler(BaseHandler):
         header = self.request.headers.get("Last-Event-ID")
         registry = self.hub.registry
         record = registry.opened(
-            self, "sse", cut=self.cut_connection, since=self.get_query_argument("since", None),
+            self, "sse", cut=lambda: None, since=self.get_query_argument("since", None),
             last_event_id=header, user_agent=self.user_agent(), client=self.client_name(),
         )
-        status = None
         try:
             resumed = header is not None and header.strip() != ""
             sub = subscribe(
                 self.log, lambda name: self.get_query_argument(name, None),
                 cursor=header if resumed else None, name="Last-Event-ID" if resumed else "since",
             )
-            record.topic = sub.topic
-            self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.set_header("X-Accel-Buffering", "no")  # ask reverse proxies not to buffer
-            self.write(encode_comment(f"rtkit stream after id {sub.cursor}"))
-            self.write(b"retry: %d\n\n" % self.config.retry_ms)
-            self.write(encode(hello_json(Hello(sub.topic, sub.epoch, sub.last_id)), event=SSE_HELLO))
-            if sub.reset is not None:
-                self.write(SSE_PLAIN.reset(sub.reset))
-            try:
-                await self.flush()  # the head and greeting, through Tornado
-                await self._serve(sub)
-            except (StreamClosedError, HubClosed):
-                pass  # the client left, or the server stops: end the response
-            finally:
-                if self._outbox is not None:
-                    self._outbox.end(Ending.CLIENT_GONE)
         except BadRequest as exc:
-            status = exc.status_code
+            registry.closed(self, exc.status_code)
             raise
-        finally:
-            registry.closed(self, status)
-
-    def cut_connection(self) -> None:
-        """Drop the TCP connection now, as a failing network would."""
-        stream = getattr(self.request.connection, "stream", None)
-        if stream is not None:
-            stream.close()
-
-    async def _serve(self, sub: Subscription) -> None:
-        """Have the hub feed the stream until it ends (``get`` then finishes the response)."""
-        stream = self.request.connection.stream  # type: ignore[union-attr]
-        if stream.closed():
-            # Tornado calls on_connection_close only if the connection was still
-            # open once the request was read: a client that asked and hung up at
-            # once is only seen here.
+        record.topic = sub.topic
+        greeting = [
+            response_head(),
+            encode_comment(f"rtkit stream after id {sub.cursor}"),
+            b"retry: %d\n\n" % self.config.retry_ms,
+            encode(hello_json(Hello(sub.topic, sub.epoch, sub.last_id)), event=SSE_HELLO),
+        ]
+        if sub.reset is not None:
+            greeting.append(SSE_FRAMING.reset(sub.reset))
+        log_request(self)
+        hub = self.hub
+        taken = await take_over(self, lambda: SSEConnection(hub, record, self, b"".join(greeting)))
+        if taken is None:
+            registry.closed(self)
             return
-        # Events go out as they come, not held back by Nagle's algorithm until
-        # the client ACKs the previous write (up to its 40 ms delayed ACK).
-        stream.set_nodelay(True)
-        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_end(ending: Ending, reason: str) -> None:
-            if ending is Ending.SLOW_CONSUMER:
-                # The client is not reading, so no last word can reach it: the
-                # reason goes to the log and to /stats ("dropped").
-                stream.close()
-            # Otherwise the response ends (get() returns): a lost log's clients
-            # reconnect, to another node or here once the store is back.
-            if not ended.done():
-                ended.set_result(None)
-
-        framing = SSE_CHUNKED if self.request.version == "HTTP/1.1" else SSE_PLAIN
-        self._outbox = Outbox(self.hub, self.log, self.config, framing, stream, sub, on_end)
-        await self._outbox.start()
-        await ended
-
-    def on_connection_close(self) -> None:
-        if self._outbox is not None:
-            self._outbox.end(Ending.CLIENT_GONE)
+        connection, _ = taken
+        if connection.lost:
+            return
+        try:
+            await connection.start(sub).start()
+        except HubClosed:
+            connection.transport.close()

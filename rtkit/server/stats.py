@@ -4,11 +4,13 @@ One builder, :func:`build_stats`, so the HTTP answer and the Python dict have
 the same shape::
 
     {"last_id", "first_retained",            the default topic (one-stream code reads these)
-     "capacity", "history_bytes", "max_topics",   the log's bounds
+     "capacity", "history_bytes", "max_topics",   the log's bounds (history_bytes per topic)
+     "history_total_bytes", "retained_bytes",     over all topics (the memory log)
      "topics": {name: {"last_id", "first_retained", "retained", "retained_bytes",
                        "epoch", "connections": {transport: n}, "waiting"}},
      "connections": {transport: n},          open streams and held requests, all topics
-     "waiting", "dropped": {reason: n}, "buffered_bytes"}
+     "waiting", "dropped": {reason: n}, "buffered_bytes",
+     "open_connections", "max_connections", "refused_connections"}   file descriptors
 
 Counts derive from the hub's one registry of connections; topics and bounds
 from the log (:meth:`rtkit.log.Log.stats`).
@@ -48,11 +50,16 @@ def build_stats(log: Log, hub: Hub | None) -> dict[str, Any]:
         "capacity": found["capacity"],
         "history_bytes": found["max_bytes"],
         "max_topics": found["max_topics"],
+        "history_total_bytes": found.get("max_total_bytes"),
+        "retained_bytes": found.get("retained_bytes", sum(t["retained_bytes"] for t in topics.values())),
         "topics": topics,
         "connections": {t: n for t, n in hub.registry.counts().items() if n} if hub else {},
         "waiting": hub.waiting if hub else 0,
         "dropped": dict(hub.dropped) if hub else {},
         "buffered_bytes": hub.buffered_bytes if hub else 0,
+        "open_connections": hub.budget.open if hub else 0,
+        "max_connections": hub.budget.limit if hub else None,
+        "refused_connections": hub.budget.refused if hub else 0,
     }
 
 
