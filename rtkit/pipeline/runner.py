@@ -146,8 +146,9 @@ class Pipeline(Resource):
             self._prepare_redis()
             if self.server is not None:
                 create = getattr(self.server, "create_topic", None)
-                for topic in self.topics.all() if create is not None else ():
-                    create(topic)  # so subscribers may come before the first window
+                if create is not None:
+                    for topic in self.topics.all():
+                        create(topic)  # so subscribers may come before the first window
                 url = getattr(self.server, "url", None)
                 if self.subscribe and isinstance(url, str):
                     self.subscriber = Subscriber(url, self.run, self.topics).start()
