@@ -110,12 +110,12 @@ def test_notebook_has_the_course_sections(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_notebook_stops_what_it_starts_in_its_last_code_cell(path: Path) -> None:
+def test_notebook_stops_everything_in_its_last_code_cell(path: Path) -> None:
     code = [_source(c) for c in _load(path)["cells"] if c["cell_type"] == "code"]
     starts = re.compile(r"start_server\(|live_dashboard\(|\.start\(\)")
     if not any(starts.search(src) for src in code):
         pytest.skip(f"{path.name} starts no server, client or dashboard")
-    assert ".stop(" in code[-1], (
-        f"{path.name}: the last code cell must stop what the notebook started "
-        f"(server.stop(), dash.stop(), ...); it is:\n{code[-1]}"
+    assert "rtkit.stop_all()" in code[-1], (
+        f"{path.name}: the last code cell must stop everything the notebook started "
+        f"(rtkit.stop_all()); it is:\n{code[-1]}"
     )
