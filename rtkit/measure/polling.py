@@ -33,8 +33,7 @@ import pandas as pd
 
 from rtkit.clients.polling import LongPollClient, ShortPollClient
 from rtkit.core.clock import now_ns
-from rtkit.core.waiting import wait_until
-from rtkit.measure.subscribing import held_connections, wait_subscribed
+from rtkit.measure.subscribing import held_connections, wait_released, wait_subscribed
 from rtkit.measure.timetable import publish_on_timetable
 from rtkit.measure.workload import Workload, make_payload
 from rtkit.server import Server
@@ -253,7 +252,7 @@ def compare_cycles(
     finally:
         for client in clients.values():
             client.stop()
-        _wait_released(server, baseline)
+        wait_released(server, baseline)
     runs = {}
     for transport, client in clients.items():
         receipts = pd.DataFrame(
@@ -268,24 +267,6 @@ def compare_cycles(
             client.cycles_dataframe(start_ns), published, receipts, vars(client.stats).copy()
         )
     return runs
-
-
-def _wait_released(server: Server, baseline: dict[str, int], timeout: float = 2.0) -> None:
-    """Return once ``server`` holds no more than ``baseline`` again: the requests
-    our stopped clients left held have been released (the server sees the close a
-    few ms after ``stop()``). Otherwise the next measurement's baseline would
-    count them, and when they go, its own clients' requests would never show as
-    new. Gives up quietly after ``timeout`` (someone else may be holding more)."""
-
-    def released() -> bool:
-        if not server.running:
-            return True
-        return all(n <= baseline.get(t, 0) for t, n in held_connections(server).items())
-
-    try:
-        wait_until(released, timeout, what="the stopped clients' requests released")
-    except TimeoutError:
-        pass
 
 
 # -- short polling at several intervals at once ---------------------------------------------

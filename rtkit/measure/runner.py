@@ -30,7 +30,7 @@ from rtkit.core.transports import TRANSPORTS, check_transports
 from rtkit.log import DEFAULT_CAPACITY
 from rtkit.measure.pauses import CollectorWindow, PauseRecorder, freeze_collector, pauses_dataframe
 from rtkit.measure.recorder import Recorder
-from rtkit.measure.subscribing import held_connections, wait_subscribed
+from rtkit.measure.subscribing import held_connections, wait_released, wait_subscribed
 from rtkit.measure.summary import client_delivery, summarize
 from rtkit.measure.timetable import Timetable
 from rtkit.measure.workload import Workload, make_payload
@@ -124,6 +124,8 @@ class Experiment(Resource):
         self.pause_recorder = PauseRecorder(self.recorder.start_ns)
         self.freeze_gc = bool(freeze_gc)
         self._window: CollectorWindow = freeze_collector()
+        #: What the server held before our clients started (others' connections).
+        self._baseline: dict[str, int] = {}
         self._schedule = self.workload.schedule()
         self._published = 0
         self._first_id = 0
@@ -154,7 +156,7 @@ class Experiment(Resource):
             capacity = max(DEFAULT_CAPACITY, len(self._schedule) + 1000)
             self.server = Server(capacity=capacity).start()
         since = self.server.log.last_id  # every client starts from the same cursor
-        baseline = held_connections(self.server)  # others' connections to the same server
+        baseline = self._baseline = held_connections(self.server)  # others' connections to the same server
         options = {"poll": {"poll_interval": self.poll_interval}, "longpoll": {"hold": self.longpoll_hold}}
         for transport in self.transports:
             for _ in range(self.clients_per_transport):
@@ -216,6 +218,8 @@ class Experiment(Resource):
                 client.stop()
             if self._given_server is None and self.server is not None:
                 self.server.stop()
+            elif self.server is not None:  # a shared server: leave it as we found it
+                wait_released(self.server, self._baseline)
         finally:
             self._window.close()  # unfreeze and collect: after the run, never in it
 

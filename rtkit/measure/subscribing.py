@@ -14,6 +14,8 @@ before its first publish, until for every client
 >>> baseline = held_connections(server)       # before the clients start
 >>> clients = [make_client(...).start() for ...]
 >>> wait_subscribed(clients, lambda: held_connections(server), baseline=baseline)
+>>> ...                                       # measure, then stop the clients
+>>> wait_released(server, baseline)           # so the next measurement's baseline is right
 
 The same function serves the benchmark's baselines (raw TCP, the websockets
 server), whose ``held`` counts their own sockets.
@@ -28,7 +30,7 @@ from typing import Any
 from rtkit.core.exceptions import RtkitError
 from rtkit.core.waiting import wait_until
 
-__all__ = ["held_connections", "subscribed", "wait_subscribed"]
+__all__ = ["held_connections", "subscribed", "wait_released", "wait_subscribed"]
 
 
 def held_connections(server: Any) -> dict[str, int]:
@@ -81,3 +83,23 @@ def wait_subscribed(
     failed = [c for c in clients if getattr(c, "error", None) is not None]
     if failed:
         raise RtkitError(f"client {failed[0].name} failed: {failed[0].error}")
+
+
+def wait_released(server: Any, baseline: Mapping[str, int], timeout: float = 2.0) -> None:
+    """Return once ``server`` holds no more than ``baseline`` again: the streams
+    and held long polls of clients just stopped are gone (the server sees each
+    close a few ms after ``stop()``). Without this the next measurement's
+    baseline counts them, and when they go its own clients' requests never show
+    as new (a WaitTimeout "server holds 1 (had 1)"). Gives up quietly after
+    ``timeout`` seconds (someone else may hold more meanwhile), or at once when
+    the server has stopped."""
+
+    def released() -> bool:
+        if not server.running:
+            return True
+        return all(n <= baseline.get(t, 0) for t, n in held_connections(server).items())
+
+    try:
+        wait_until(released, timeout, what="the stopped clients' connections released")
+    except TimeoutError:
+        pass
