@@ -30,7 +30,6 @@ from rtkit.clients import (
     WebSocketClient,
     make_client,
 )
-from rtkit.clients.http import HTTPConnection
 from rtkit.core.clock import now_ns
 
 TRANSPORTS = ["poll", "longpoll", "sse", "ws"]
@@ -273,9 +272,10 @@ def test_keeps_retrying_while_the_server_is_down(clients: list[Client], transpor
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_resumes_after_the_id_it_last_received(clients: list[Client], transport: str) -> None:
-    """The server restarts on the same port with the same log: the client
-    reconnects on its own and goes on right after the last id it received
-    (SSE by sending ``Last-Event-ID``, the others with ``since``)."""
+    """The server restarts on the same port with the same log (the same history,
+    so the same epoch): the client reconnects on its own and goes on right after
+    the last id it received (SSE by sending ``Last-Event-ID``, the others with
+    ``since``), with no reset."""
     first = rtkit.Server(retry_ms=20).start()
     port = first.port
     try:
@@ -288,9 +288,10 @@ def test_resumes_after_the_id_it_last_received(clients: list[Client], transport:
         first.stop()
     assert poll_until(lambda: len(client.stats.errors) >= 1)
 
-    # A new server on the same port whose log holds the same events and two more.
+    # A new server on the same port serving the same log, which gets two more events.
     second = rtkit.Server(port=port, retry_ms=20)
-    for i in range(1, 6):
+    second.log = first.log
+    for i in range(4, 6):
         second.log.append(i)
     second.start()
     try:
@@ -300,6 +301,7 @@ def test_resumes_after_the_id_it_last_received(clients: list[Client], transport:
         assert [r.id for r in client.receipts] == [1, 2, 3, 4, 5, 6]
         assert [r.data for r in client.receipts] == [1, 2, 3, 4, 5, 6]
         assert client.stats.reconnects >= 1 and client.error is None
+        assert client.resets == [] and client.epoch == first.log.epoch_of()
         if transport == "sse":
             assert client.decoder.last_event_id == "6"
     finally:
@@ -388,76 +390,6 @@ def test_websocket_round_trip_needs_a_started_client(live_server: rtkit.Server) 
         WebSocketClient(live_server.url).round_trip_ns()
 
 
-# ----------------------------------------------------------------------------- HTTPConnection
-
-
-async def one_answer_server(answers: list[bytes]) -> tuple[asyncio.Server, int]:
-    """Each connection gets the next of ``answers`` to its first request, then is closed."""
-
-    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(answers.pop(0))
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve_one, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
-
-
-def test_http_connection_closed_while_idle_fails_its_next_request_then_reopens() -> None:
-    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-    async def scenario() -> None:
-        server, port = await one_answer_server([ok, ok])
-        read: list[int] = []
-        conn = HTTPConnection("127.0.0.1", port, on_read=read.append)
-        try:
-            assert (await conn.request("GET", "/")).body == b"ok"
-            await asyncio.sleep(0.05)  # the server closed the kept-alive connection meanwhile
-            with pytest.raises(ConnectionResetError):
-                await conn.request("GET", "/")
-            assert (await conn.request("GET", "/")).body == b"ok"  # a new connection
-            assert sum(read) == 2 * len(ok)
-        finally:
-            conn.close()
-            server.close()
-
-    asyncio.run(scenario())
-
-
-def test_http_connection_streams_a_200_body_and_reads_a_refusal_whole() -> None:
-    streamed = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
-    refused = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nnope"
-
-    async def scenario() -> None:
-        server, port = await one_answer_server([streamed, refused, streamed])
-
-        async def stream(on_body: Callable[[bytes, int], None]) -> Any:
-            conn = HTTPConnection("127.0.0.1", port)  # the server answers once per connection
-            try:
-                return await conn.stream("GET", "/", [], on_body)
-            finally:
-                conn.close()
-
-        pieces: list[bytes] = []
-        try:
-            response = await stream(lambda data, read_ns: pieces.append(data))
-            assert (response.status, response.body, b"".join(pieces)) == (200, b"", b"abcde")
-            pieces.clear()
-            response = await stream(lambda data, read_ns: pieces.append(data))
-            assert (response.status, response.body, pieces) == (400, b"nope", [])
-
-            def refuse(data: bytes, read_ns: int) -> None:
-                raise ValueError("not for me")
-
-            with pytest.raises(ValueError, match="not for me"):
-                await stream(refuse)
-        finally:
-            server.close()
-
-    asyncio.run(scenario())
-
-
 # ----------------------------------------------------------------------------- arguments
 
 
@@ -473,6 +405,10 @@ def test_http_connection_streams_a_200_body_and_reads_a_refusal_whole() -> None:
         *[(lambda cls=cls: cls(URL, since=-1), "since") for cls in CLIENTS.values()],
         (lambda: SSEClient(URL, since="3"), "since"),  # type: ignore[arg-type]
         (lambda: SSEClient(URL, reconnect_delay=-1), "reconnect_delay"),
+        *[(lambda cls=cls: cls(URL, topic="a b"), "topic") for cls in CLIENTS.values()],
+        (lambda: SSEClient([URL, URL]), "differ"),
+        (lambda: SSEClient([]), "url"),
+        (lambda: SSEClient(URL, epoch=""), "epoch"),
     ],
 )
 def test_bad_arguments_raise_value_error(make: Callable[[], Client], match: str) -> None:

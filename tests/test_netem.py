@@ -1,17 +1,21 @@
-"""rtkit.net.emulator: the emulating proxy adds delay, caps bandwidth, stalls and cuts."""
+"""rtkit.net.emulator: the emulating proxy adds delay, caps bandwidth, stalls, cuts,
+and refuses WebSocket upgrades as a corporate proxy does."""
 
 from __future__ import annotations
 
+import json
 import socket
 import statistics
 import threading
 import time
 
 import pytest
-from conftest import wait_until
+from conftest import poll_until, wait_until
 
 import rtkit
 from rtkit.net.emulator import Conditions, NetworkEmulator
+from rtkit.net.tap import CLIENT_TO_SERVER, WireTap
+from rtkit.wire.wsframes import split_handshake, upgrade_request
 
 
 @pytest.fixture
@@ -144,8 +148,102 @@ def test_only_loopback_targets(target: str) -> None:
 @pytest.mark.parametrize(
     "settings, word",
     [({"latency": -1}, "latency"), ({"jitter": 100}, "jitter"), ({"bandwidth": 5}, "bandwidth"),
-     ({"cut_every": 0}, "cut_every")],
+     ({"cut_every": 0}, "cut_every"), ({"refuse_upgrades": "yes"}, "refuse_upgrades")],
 )
 def test_bad_conditions_are_refused(settings: dict, word: str) -> None:
-    with pytest.raises(ValueError, match=word):
+    with pytest.raises((ValueError, TypeError), match=word):
         Conditions(**settings)
+
+
+# ----------------------------------------------------------------------------- refusing upgrades
+
+
+def test_jitter_never_reorders_bytes(server: rtkit.Server, proxy: NetworkEmulator) -> None:
+    proxy.set(latency=0.002, jitter=0.02)
+    client = rtkit.SSEClient(proxy.url, since=0).start()
+    try:
+        ids = [server.publish({"n": i, "pad": "x" * (i % 50)}) for i in range(200)]
+        assert client.wait_for(last_id=ids[-1], timeout=20), client
+    finally:
+        client.stop()
+    assert [r.id for r in client.receipts] == ids and client.stats.errors == []
+
+
+def test_refused_upgrades_get_403_and_never_reach_the_server(server: rtkit.Server) -> None:
+    """emulator -> tap -> server: the tap shows what the server would have seen."""
+    with WireTap(server.url) as tap, NetworkEmulator(tap.url, refuse_upgrades=True) as proxy:
+        ws = rtkit.WebSocketClient(proxy.url, since=0, reconnect_delay=0.01).start()
+        sse = rtkit.SSEClient(proxy.url, since=0).start()
+        try:
+            assert poll_until(lambda: not ws.running), ws
+            assert isinstance(ws.error, rtkit.HTTPStatusError) and ws.error.status == 403
+            assert "refuse_upgrades" in ws.error.error
+            server.publish("plain HTTP passes")
+            assert sse.wait_for(1)
+        finally:
+            ws.stop()
+            sse.stop()
+        assert proxy.stats()["refused"] == 1
+        assert b"Upgrade: websocket" not in tap.bytes(CLIENT_TO_SERVER, 0) + tap.bytes(CLIENT_TO_SERVER, 1)
+        assert b"GET /sse" in tap.bytes(CLIENT_TO_SERVER, 0) + tap.bytes(CLIENT_TO_SERVER, 1)
+
+
+def test_a_head_in_pieces_is_judged_whole(server: rtkit.Server) -> None:
+    with WireTap(server.url) as tap, NetworkEmulator(tap.url, refuse_upgrades=True) as proxy:
+        request, _ = upgrade_request(f"127.0.0.1:{proxy.port}", "/ws?since=0")
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            first, rest = request[:20], request[20:]  # the Upgrade field comes in the second piece
+            sock.sendall(first)
+            wait_until(lambda: proxy.stats()["bytes_up"] >= len(first))
+            sock.sendall(rest)
+            answer = b"".join(iter(lambda: sock.recv(65536), b""))  # until the proxy closes
+        assert answer.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+        assert json.loads(split_handshake(answer)[1])["error"].startswith("this network refuses")
+        tap.wait_for(lambda: tap.open_connections == 0)
+        assert all(tap.bytes(CLIENT_TO_SERVER, c.index) == b"" for c in tap.connections)
+
+
+def test_refusing_is_set_live_and_spares_open_websockets(server: rtkit.Server, proxy: NetworkEmulator) -> None:
+    before = rtkit.WebSocketClient(proxy.url, since=0).start()
+    try:
+        wait_until(lambda: before.stats.connects == 1)
+        proxy.set(refuse_upgrades=True)
+        refused = rtkit.WebSocketClient(proxy.url, since=0).start()
+        assert poll_until(lambda: not refused.running) and refused.error.status == 403
+        server.publish("still flowing")
+        assert before.wait_for(1)  # the WebSocket opened before the change stays
+        proxy.set(refuse_upgrades=False)
+        after = rtkit.WebSocketClient(proxy.url, since=0).start()
+        try:
+            assert after.wait_for(1) and after.error is None
+        finally:
+            after.stop()
+    finally:
+        before.stop()
+    assert proxy.stats()["refused"] == 1
+
+
+def test_keep_alive_requests_are_each_looked_at(server: rtkit.Server, proxy: NetworkEmulator) -> None:
+    """Plain requests on one kept-alive connection pass; an upgrade asked on
+    the same connection later is refused."""
+    proxy.set(refuse_upgrades=True)
+    host = f"127.0.0.1:{proxy.port}"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        for _ in range(3):
+            sock.sendall(f"GET /poll?since=0 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(1)
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            assert head.startswith(b"HTTP/1.1 200") and len(read_n(sock, length)) == length
+        sock.sendall(upgrade_request(host, "/ws")[0])
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 403")
+
+
+def read_n(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        out += sock.recv(n - len(out))
+    return out

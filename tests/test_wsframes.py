@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import struct
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,9 @@ from rtkit.wire.wsframes import (
     Opcode,
     accept_key,
     encode_frame,
+    new_key,
     split_handshake,
+    upgrade_request,
 )
 
 MASK = bytes([0x37, 0xFA, 0x21, 0x3D])
@@ -436,12 +439,8 @@ async def _capture_real_connection() -> tuple[bytes, str, list[Frame]]:
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            key = "dGhlIHNhbXBsZSBub25jZQ=="
-            writer.write(
-                f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-            )
+            request, key = upgrade_request(f"127.0.0.1:{port}", "/", key="dGhlIHNhbXBsZSBub25jZQ==")
+            writer.write(request)
             capture = bytearray()
             parser = FrameParser(expect_masked=False)  # server frames are never masked
             frames: list[Frame] = []
@@ -480,3 +479,38 @@ def test_real_websockets_server_handshake_and_frames() -> None:
         "FIN CLOSE len=6 code=1000 'done'",
     ]
     assert all(not f.masked and f.header_bytes == 2 for f in frames)
+
+
+# ----------------------------------------------------------------------------- the upgrade request
+
+
+def test_upgrade_request_is_the_rfc_6455_handshake() -> None:
+    request, key = upgrade_request("127.0.0.1:8888", "/ws?since=0", key="dGhlIHNhbXBsZSBub25jZQ==")
+    assert request == (
+        b"GET /ws?since=0 HTTP/1.1\r\nHost: 127.0.0.1:8888\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    # RFC 6455 §1.3's own example of the accept value for this key.
+    assert accept_key(key) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    head, rest = split_handshake(request)
+    assert (head, rest) == (request, b"")
+
+
+def test_upgrade_request_makes_a_fresh_key_and_takes_extra_headers() -> None:
+    (one, k1), (_, k2) = upgrade_request("h:1"), upgrade_request("h:1")
+    assert k1 != k2 and len(base64.b64decode(k1)) == 16 and len(base64.b64decode(new_key())) == 16
+    assert one.startswith(b"GET /ws HTTP/1.1\r\n") and f"Sec-WebSocket-Key: {k1}".encode() in one
+    with_origin, _ = upgrade_request("h:1", headers=(("Origin", "http://h:1"),))
+    assert with_origin.endswith(b"Sec-WebSocket-Version: 13\r\nOrigin: http://h:1\r\n\r\n")
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"host": "a b"}, "host"), ({"host": "h\r\nX: 1"}, "host"), ({"path": "ws"}, "path"),
+    ({"path": "/ws\r\n"}, "path"), ({"key": ""}, "key"),
+    ({"headers": (("X", "a\nb"),)}, "header"),
+])
+def test_upgrade_request_refuses_broken_pieces(kwargs: dict, word: str) -> None:
+    args = {"host": "h:1", **kwargs}
+    with pytest.raises(ValueError, match=word):
+        upgrade_request(**args)

@@ -1,12 +1,23 @@
-"""What every transport client shares: receipts, costs, the background loop, stop.
+"""What every transport client shares: receipts, costs, topics, epochs, nodes, stop.
 
 A client runs on the shared client loop (a daemon thread, never the kernel's
 loop). For each event it hands the caller a :class:`Receipt` stamped with the
 arrival time on the same clock as the server's publish time, plus what the
 delivery cost on the wire. Costs are attributed so that they add up: the bytes
-read and the requests made since the previous delivery are charged to the
-events of this delivery (bytes shared out, requests charged to the first), so
-summing a column over receipts gives the client's total.
+read and written and the requests made since the previous delivery are charged
+to the events of this delivery (bytes shared out, requests charged to the
+first), so summing a column over receipts gives the client's total.
+
+Every client follows one topic (``topic=``, sent as ``?topic=`` when it is not
+the default) and remembers the **epoch** of that topic's history from every
+answer; every resume sends ``epoch=`` with its cursor. When the server answers
+with a reset (docs/design.md §5: the history the cursor came from is gone), the
+client records a :class:`~rtkit.core.records.ResetNotice` and starts again from
+the new epoch's first event: ids of the old epoch are never taken for new ones.
+
+``url`` may be several node URLs (the nodes of one log): the client talks to one
+at a time and moves to the next when a connection fails or a node answers 5xx,
+resuming from its cursor and epoch, so nothing is lost or repeated.
 """
 
 from __future__ import annotations
@@ -15,23 +26,27 @@ import asyncio
 import atexit
 import itertools
 import json
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote
 
-from rtkit.core.api import DEFAULT_DEAD_AFTER
+from rtkit.clients.nodes import Nodes
+from rtkit.core.api import DEFAULT_DEAD_AFTER, DEFAULT_TOPIC, check_topic
 from rtkit.core.clock import now_ns
 from rtkit.core.exceptions import ClientError, HTTPStatusError, ProtocolError
 from rtkit.core.loopthread import LoopThread
-from rtkit.core.records import GapNotice, Receipt
+from rtkit.core.records import GapNotice, Receipt, ResetNotice
 from rtkit.core.resource import Resource
 from rtkit.core.waiting import wait_until
-from rtkit.wire.envelope import Gap, Received
+from rtkit.wire.envelope import Gap, Received, Reset
 
-__all__ = ["Client", "ClientStats", "GapNotice", "Receipt", "client_loop", "refusal_error"]
+__all__ = [
+    "Client", "ClientStats", "GapNotice", "Receipt", "ResetNotice", "client_loop", "refusal_error",
+]
 
 
 @dataclass
@@ -48,8 +63,15 @@ class ClientStats:
     events: int = 0
     gaps: int = 0
     missed: int = 0
+    #: Histories lost under the client (resets the server announced).
+    resets: int = 0
+    #: Events not delivered because their id was not after the cursor (a node
+    #: that sent what the client already had; 0 when every server behaves).
+    duplicates: int = 0
     connects: int = 0
     reconnects: int = 0
+    #: Moves from one node URL to the next.
+    failovers: int = 0
     dead_peers: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -62,6 +84,16 @@ def refusal_error(status: int, body: bytes) -> HTTPStatusError:
         message = body[:200].decode("utf-8", "replace")
     return HTTPStatusError(status, message)
 
+
+def _quoted(value: object) -> str:
+    if type(value) is int:
+        return str(value)
+    text = str(value)
+    return text if _SAFE_QUERY_VALUE.fullmatch(text) else quote(text, safe="")
+
+
+#: What a query value may hold unencoded (RFC 3986 §2.3 unreserved characters).
+_SAFE_QUERY_VALUE = re.compile(r"[A-Za-z0-9_.~-]*")
 
 _client_loop: LoopThread | None = None
 _client_loop_lock = threading.Lock()
@@ -88,10 +120,17 @@ _names = itertools.count(1)
 class Client(Resource):
     """Base of the four transport clients. Subclasses implement :meth:`_session`.
 
-    ``url``            the server's base URL, e.g. ``server.url``
+    ``url``            the server's base URL, e.g. ``server.url``, or a sequence of
+                       node URLs of one log: the client moves to the next on a
+                       connection failure or a 5xx, resuming where it was
     ``since``          None: only events published from now on; 0: all retained; N: after id N
+    ``topic``          the topic to follow (default ``"default"``; the rule is
+                       :data:`rtkit.core.api.TOPIC_RULE`)
+    ``epoch``          the epoch ``since`` belongs to, when resuming a cursor kept
+                       from an earlier client (default: none known yet)
     ``on_receipt``     called on the client loop with each :class:`Receipt` (keep it quick)
     ``on_gap``         called on the client loop with each :class:`GapNotice`
+    ``on_reset``       called on the client loop with each :class:`ResetNotice`
     ``keep``           keep receipts in :attr:`receipts` (default True)
     ``reconnect_delay`` seconds before reconnecting after a connection error
     ``dead_after``     seconds of silence (no data, no heartbeat) after which a
@@ -102,7 +141,9 @@ class Client(Resource):
 
     :meth:`start` returns at once; :meth:`stop` (any thread, idempotent) ends
     the client and closes its connections. A 4xx from the server stops the
-    client and is kept in :attr:`error`.
+    client and is kept in :attr:`error`. With several nodes, a failed node is
+    left for the next at once; the client waits ``reconnect_delay`` (or the SSE
+    ``retry``) only after every node failed in a row.
     """
 
     transport: ClassVar[str] = ""
@@ -112,35 +153,34 @@ class Client(Resource):
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         since: int | None = None,
+        topic: str = DEFAULT_TOPIC,
+        epoch: str | None = None,
         name: str | None = None,
         on_receipt: Callable[[Receipt], None] | None = None,
         on_gap: Callable[[GapNotice], None] | None = None,
+        on_reset: Callable[[ResetNotice], None] | None = None,
         keep: bool = True,
         reconnect_delay: float = 1.0,
         dead_after: float = DEFAULT_DEAD_AFTER,
         token: str | None = None,
     ) -> None:
         super().__init__()
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url must look like 'http://127.0.0.1:PORT', got {url!r}")
-        if parts.scheme == "https":
-            raise ValueError("https is not supported: rtkit's server speaks plain HTTP on loopback")
+        self.nodes = Nodes(url)
+        self.topic = check_topic(topic)
+        if epoch is not None and (not isinstance(epoch, str) or not epoch):
+            raise ValueError(f"epoch must be None or the epoch token a server gave, got {epoch!r}")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
             raise ValueError(f"since must be None (new events only), 0 (all) or an id > 0, got {since!r}")
         if isinstance(reconnect_delay, bool) or not isinstance(reconnect_delay, (int, float)) or reconnect_delay < 0:
             raise ValueError(f"reconnect_delay must be a number of seconds >= 0, got {reconnect_delay!r}")
         if isinstance(dead_after, bool) or not isinstance(dead_after, (int, float)) or dead_after <= 0:
             raise ValueError(f"dead_after must be a positive number of seconds, got {dead_after!r}")
-        self.url = url.rstrip("/")
-        self.host = parts.hostname
-        self.port = parts.port or 80
         self.name = name or f"{self.transport}-{next(_names)}"
         self.since = since
-        self.on_receipt, self.on_gap, self.keep = on_receipt, on_gap, keep
+        self.on_receipt, self.on_gap, self.on_reset, self.keep = on_receipt, on_gap, on_reset, keep
         self.reconnect_delay = float(reconnect_delay)
         self.dead_after = float(dead_after)
         self._last_read = 0.0
@@ -148,8 +188,13 @@ class Client(Resource):
         self.stats = ClientStats()
         self.receipts: list[Receipt] = []
         self.gaps: list[GapNotice] = []
+        self.resets: list[ResetNotice] = []
         #: Id of the newest event received (the cursor a resume starts from).
         self.last_id: int | None = since
+        #: The epoch of the topic's history the cursor belongs to (from the last answer).
+        self.epoch: str | None = epoch
+        #: Sessions ended in a row without a good answer (see :meth:`_run`).
+        self._failures_in_a_row = 0
         self.error: BaseException | None = None
         self._loop_thread: LoopThread | None = None
         self._task: asyncio.Task[None] | None = None
@@ -161,8 +206,26 @@ class Client(Resource):
         self._attributed_requests = 0
         self._attributed_empty = 0
 
+    # -- where it connects -----------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The URL of the node in use (the only one, unless several were given)."""
+        return self.nodes.url
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.nodes.urls
+
+    @property
+    def host(self) -> str:
+        return self.nodes.host
+
+    @property
+    def port(self) -> int:
+        return self.nodes.port
+
     # -- lifecycle (any thread) ------------------------------------------------------
-    def start(self, loop: LoopThread | None = None) -> Client:  # type: ignore[override]
+    def start(self, loop: LoopThread | None = None) -> Client:
         """Start receiving on ``loop`` (default: the shared client loop); returns self."""
         if self.state.value == "new":
             self._loop_thread = loop or client_loop()
@@ -180,7 +243,7 @@ class Client(Resource):
             await self._run()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # a refusal or a bug: keep it for the caller
+        except BaseException as exc:  # noqa: BLE001 - a refusal or a bug: kept for the caller
             self.error = exc
             self.stats.errors.append(f"{type(exc).__name__}: {exc}")
         finally:
@@ -248,6 +311,9 @@ class Client(Resource):
         """Run sessions until stopped; reconnect after connection failures.
 
         A 4xx refusal is final (the request itself is wrong) and ends the client.
+        With several nodes every ended session moves to the next node, at once
+        while some node has not failed yet in this round; the reconnect delay
+        comes after all of them failed in a row (a good answer ends the round).
         """
         while True:
             try:
@@ -258,7 +324,19 @@ class Client(Resource):
                 self._note_failure(exc)
             except (OSError, EOFError, ProtocolError, asyncio.TimeoutError) as exc:
                 self._note_failure(exc)
-            await asyncio.sleep(self.retry_delay())
+            await self._between_sessions()
+
+    async def _between_sessions(self) -> None:
+        """After a session ended: the next node, at once while this round of
+        nodes is not exhausted; otherwise the reconnect delay."""
+        self._failures_in_a_row += 1
+        if len(self.nodes) > 1:
+            self.nodes.advance()
+            self.stats.failovers += 1
+            if self._failures_in_a_row < len(self.nodes):
+                return
+        self._failures_in_a_row = 0
+        await asyncio.sleep(self.retry_delay())
 
     #: Streaming clients (SSE, WebSocket) expect bytes at least every heartbeat;
     #: request/response clients bound each answer with a timeout instead.
@@ -269,8 +347,12 @@ class Client(Resource):
         when nothing at all arrives for ``dead_after`` seconds."""
         if not self.watch_silence:
             return await self._session()
+        await self._watch(asyncio.ensure_future(self._session()))
+
+    async def _watch(self, session: asyncio.Future[None]) -> None:
+        """Await ``session``; end it as dead (``TimeoutError``, after
+        :meth:`_give_up_session`) when nothing at all is read for ``dead_after`` s."""
         self._last_read = time.monotonic()
-        session = asyncio.ensure_future(self._session())
         try:
             while True:
                 done, _ = await asyncio.wait({session}, timeout=self.dead_after / 4)
@@ -326,50 +408,95 @@ class Client(Resource):
         if self.stats.connects > 1:
             self.stats.reconnects += 1
 
+    def cursor(self) -> dict[str, Any]:
+        """The query parameters of a resume: ``since``, ``topic`` (unless the
+        default) and the ``epoch`` the cursor belongs to (when known)."""
+        return {
+            "since": self.last_id,
+            "topic": self.topic if self.topic != DEFAULT_TOPIC else None,
+            "epoch": self.epoch,
+        }
+
+    def note_answer(self, epoch: str | None, last_id: int | None = None) -> None:
+        """A node answered well (a batch, a ``hello``): keep its ``epoch``; a client
+        that asked for new events only starts its cursor at the ``last_id`` then."""
+        self._failures_in_a_row = 0
+        if epoch:
+            self.epoch = epoch
+        if self.last_id is None and last_id is not None:
+            self.last_id = last_id
+
     def query(self, **params: Any) -> str:
-        """A query string with the token added when there is one."""
+        """A query string of the ``params`` that are not None, the token added when
+        there is one. Values are percent-encoded (the topic rule and the epoch
+        tokens need none, so the common case costs no ``urlencode``)."""
         if self.token is not None:
             params["token"] = self.token
-        items = {k: v for k, v in params.items() if v is not None}
-        return "?" + urlencode(items) if items else ""
+        parts = [f"{k}={_quoted(v)}" for k, v in params.items() if v is not None]
+        return "?" + "&".join(parts) if parts else ""
 
-    def deliver(self, events: list[Received], arrived_ns: int) -> None:
-        """Hand a batch of events that arrived together to the caller."""
+    def deliver(self, events: list[Received], arrived_ns: int, transport: str | None = None) -> None:
+        """Hand a batch of events that arrived together to the caller. Events not
+        after the cursor are dropped (counted in ``stats.duplicates``): a client
+        delivers each id of an epoch once. ``transport``: the one that carried
+        them, when a client uses more than one (default: the client's)."""
         if not events:
             return
+        if self.last_id is not None and events[0].id <= self.last_id:
+            kept = [e for e in events if e.id > self.last_id]
+            self.stats.duplicates += len(events) - len(kept)
+            if not kept:
+                return
+            events = kept
         s = self.stats
-        share_in, extra_in = divmod(s.bytes_in - self._attributed_in, len(events))
-        share_out, extra_out = divmod(s.bytes_out - self._attributed_out, len(events))
+        n = len(events)
+        new_in, new_out = s.bytes_in - self._attributed_in, s.bytes_out - self._attributed_out
         requests = s.requests - self._attributed_requests
         empty = s.empty_responses - self._attributed_empty
         self._attributed_in, self._attributed_out = s.bytes_in, s.bytes_out
         self._attributed_requests, self._attributed_empty = s.requests, s.empty_responses
-        for i, ev in enumerate(events):
-            first = i == 0
-            receipt = Receipt(
-                self.transport, self.name, ev.id, ev.data, ev.published_ns, arrived_ns,
-                share_in + (extra_in if first else 0),
-                share_out + (extra_out if first else 0),
-                requests if first else 0,
-                empty if first else 0,
-            )
-            if self.keep:
-                self.receipts.append(receipt)
-            if self.on_receipt is not None:
-                self.on_receipt(receipt)
-        s.events += len(events)
-        self.last_id = max(self.last_id or 0, events[-1].id)
+        carrier, name, topic = transport or self.transport, self.name, self.topic
+        first = events[0]
+        if n == 1:  # the common case at a steady rate: one event per read
+            receipts = [Receipt(carrier, name, first.id, first.data, first.published_ns, arrived_ns,
+                                new_in, new_out, requests, empty, topic)]
+        else:
+            share_in, extra_in = divmod(new_in, n)
+            share_out, extra_out = divmod(new_out, n)
+            receipts = [Receipt(carrier, name, first.id, first.data, first.published_ns, arrived_ns,
+                                share_in + extra_in, share_out + extra_out, requests, empty, topic)]
+            receipts += [
+                Receipt(carrier, name, ev.id, ev.data, ev.published_ns, arrived_ns,
+                        share_in, share_out, 0, 0, topic)
+                for ev in events[1:]
+            ]
+        if self.keep:
+            self.receipts += receipts
+        on_receipt = self.on_receipt
+        if on_receipt is not None:
+            for receipt in receipts:
+                on_receipt(receipt)
+        s.events += n
+        newest = events[-1].id
+        if self.last_id is None or newest > self.last_id:
+            self.last_id = newest
+        self._failures_in_a_row = 0
+        if self._waiters:
+            self._notify_waiters()
+
+    def _notify_waiters(self) -> None:
         # Taking the lock costs more than the rest of a delivery, and nobody waits
         # in the common case. A waiter counts itself under the lock before it
-        # checks the stats, which are updated above: it sees them or is notified.
+        # checks the stats, which are updated first: it sees them or is notified.
         if self._waiters:
             with self._changed:
                 self._changed.notify_all()
 
-    def report_gap(self, gap: Gap, arrived_ns: int | None = None) -> None:
+    def report_gap(self, gap: Gap, arrived_ns: int | None = None, transport: str | None = None) -> None:
         """Surface a gap the server reported; the cursor moves past it."""
         notice = GapNotice(
-            self.transport, self.name, gap.after, gap.first_id, gap.missed, arrived_ns or now_ns()
+            transport or self.transport, self.name, gap.after, gap.first_id, gap.missed, arrived_ns or now_ns(),
+            self.topic,
         )
         self.stats.gaps += 1
         self.stats.missed += gap.missed
@@ -378,10 +505,27 @@ class Client(Resource):
         if self.on_gap is not None:
             self.on_gap(notice)
 
+    def report_reset(self, reset: Reset, arrived_ns: int | None = None, transport: str | None = None) -> None:
+        """The server said the history the cursor came from is gone (docs/design.md
+        §5): record it, take the new epoch and start again from its first event."""
+        notice = ResetNotice(
+            transport or self.transport, self.name, self.last_id or 0, reset.old_epoch, reset.epoch,
+            arrived_ns or now_ns(), self.topic,
+        )
+        self.stats.resets += 1
+        self.resets.append(notice)
+        self.epoch = reset.epoch
+        self.last_id = 0
+        self._failures_in_a_row = 0
+        if self.on_reset is not None:
+            self.on_reset(notice)
+        self._notify_waiters()
+
     def __repr__(self) -> str:
         state = "running" if self.running else ("failed" if self.error else self.state.value)
+        topic = f" topic={self.topic}" if self.topic != DEFAULT_TOPIC else ""
         return (
-            f"<{type(self).__name__} {self.name} {state} events={self.stats.events} "
+            f"<{type(self).__name__} {self.name} {state}{topic} events={self.stats.events} "
             f"last_id={self.last_id} requests={self.stats.requests} "
             f"bytes_in={self.stats.bytes_in} bytes_out={self.stats.bytes_out}>"
         )

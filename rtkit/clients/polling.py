@@ -1,12 +1,15 @@
 """Short and long polling clients: ``GET /poll`` on a timer, ``GET /longpoll`` in a loop.
 
 Both keep one HTTP/1.1 connection alive between requests, as a browser does,
-and move their cursor to the newest id they received.
+and move their cursor to the newest id they received. Every request carries the
+cursor (``since``, ``topic``, ``epoch``); a reset answer moves the cursor to the
+start of the new epoch, and the next request goes out at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from rtkit.clients.base import Client, refusal_error
@@ -17,6 +20,8 @@ from rtkit.core.transports import TRANSPORT_TABLE
 from rtkit.wire.envelope import Batch, parse_batch
 
 __all__ = ["LongPollClient", "ShortPollClient"]
+
+_ACCEPT_JSON = (("Accept", "application/json"),)
 
 
 class _BatchClient(Client):
@@ -45,14 +50,13 @@ class _BatchClient(Client):
     async def fetch(self, **params: Any) -> Batch:
         """One request from the cursor; delivers what it brings, returns the batch."""
         assert self._conn is not None
-        target = self.path + self.query(since=self.last_id, **params)
+        target = self.path + self.query(**self.cursor(), **params)
         self.count_request()
         try:
-            response = await asyncio.wait_for(
-                self._conn.request("GET", target, [("Accept", "application/json")]),
-                self.answer_timeout(),
+            response = await self._conn.request(
+                "GET", target, _ACCEPT_JSON, timeout=self.answer_timeout()
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.stats.dead_peers += 1  # no answer in time: the connection is replaced
             raise
         if response.status != 200:
@@ -61,6 +65,11 @@ class _BatchClient(Client):
             batch = parse_batch(response.body)
         except (ValueError, KeyError, TypeError) as exc:
             raise ProtocolError(f"{self.path} answered a body that is not an rtkit batch: {exc}") from None
+        if batch.reset is not None:
+            self.count_empty()
+            self.report_reset(batch.reset, response.arrived_ns)
+            return batch
+        self.note_answer(batch.epoch)
         if batch.gap is not None:
             self.report_gap(batch.gap, response.arrived_ns)
         if batch.events:
@@ -68,7 +77,7 @@ class _BatchClient(Client):
         else:
             self.count_empty()
             if self.last_id is None:
-                self.last_id = batch.last_id  # "from now on" starts at the newest id
+                self.last_id = batch.last_id  # "from now on" starts at the newest id then
         return batch
 
     def _close(self) -> None:
@@ -87,7 +96,7 @@ class ShortPollClient(_BatchClient):
     transport = "poll"
     path = TRANSPORT_TABLE["poll"].path
 
-    def __init__(self, url: str, *, poll_interval: float = DEFAULT_POLL_INTERVAL, **kwargs: Any) -> None:
+    def __init__(self, url: str | Sequence[str], *, poll_interval: float = DEFAULT_POLL_INTERVAL, **kwargs: Any) -> None:
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or not 0 < poll_interval <= 3600:
             raise ValueError(f"poll_interval must be a number of seconds in (0, 3600], got {poll_interval!r}")
         super().__init__(url, **kwargs)
@@ -98,7 +107,7 @@ class ShortPollClient(_BatchClient):
         next_at = loop.time()
         while True:
             batch = await self.fetch()
-            if batch.more:
+            if batch.more or batch.reset is not None:
                 continue
             next_at += self.poll_interval
             now = loop.time()
@@ -114,14 +123,19 @@ class LongPollClient(_BatchClient):
     transport = "longpoll"
     path = TRANSPORT_TABLE["longpoll"].path
 
-    def __init__(self, url: str, *, hold: float = DEFAULT_LONGPOLL_HOLD, **kwargs: Any) -> None:
+    def __init__(self, url: str | Sequence[str], *, hold: float = DEFAULT_LONGPOLL_HOLD, **kwargs: Any) -> None:
+        self.check_hold(hold)
+        super().__init__(url, **kwargs)
+        self.hold = float(hold)
+
+    @staticmethod
+    def check_hold(hold: object) -> None:
+        """``ValueError`` naming the accepted range unless ``hold`` is one."""
         if isinstance(hold, bool) or not isinstance(hold, (int, float)) or not 0 <= hold <= MAX_LONGPOLL_HOLD:
             raise ValueError(
                 f"hold must be a number of seconds from 0 to {MAX_LONGPOLL_HOLD:g} "
                 f"(how long the server may hold a request), got {hold!r}"
             )
-        super().__init__(url, **kwargs)
-        self.hold = float(hold)
 
     def answer_timeout(self) -> float:
         return self.hold + self.dead_after  # the hold itself, then the usual patience

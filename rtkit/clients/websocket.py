@@ -10,14 +10,19 @@ connection subclass (``create_connection``). The subclass
   queueing it for a task that awaits ``recv()``: with a thousand clients on one
   loop, a future and a task step per message were a fifth of the client's cost.
 
-After a disconnect it reconnects with ``?since=<last id>``, so nothing is lost
-while the events are still retained.
+After a disconnect it reconnects with ``?since=<last id>&epoch=<epoch>``, so
+nothing is lost while the events are still retained. The server's ``hello``
+gives the topic's epoch (and, for a client that asked for new events only, the
+id its cursor starts at); a ``reset`` message starts the cursor again at the
+new epoch's first event. Every byte written is counted in ``bytes_out``: the
+handshake, masked frames, pongs and the close frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,7 +35,7 @@ from rtkit.clients.base import Client, refusal_error
 from rtkit.clients.http import SocketReader
 from rtkit.core.clock import now_ns
 from rtkit.core.exceptions import ClientError
-from rtkit.wire.envelope import Gap, Received, parse_ws_message
+from rtkit.wire.envelope import Gap, Received, Reset, parse_hello, parse_ws_message
 
 __all__ = ["WebSocketClient"]
 
@@ -46,11 +51,12 @@ class WebSocketClient(Client):
     transport = "ws"
     watch_silence = True  # the server pings when idle
 
-    def __init__(self, url: str, *, max_size: int = 1 << 20, **kwargs: Any) -> None:
+    def __init__(self, url: str | Sequence[str], *, max_size: int = 1 << 20, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self.max_size = max_size
-        self.ws_url = "ws" + self.url[len("http") :]
         self._ws: ClientConnection | None = None
+        #: Set while a connection is open (after its handshake).
+        self.connected = asyncio.Event()
         self._pongs: dict[int, asyncio.Future[int]] = {}
         self._ping_no = 0
         #: Payloads of a fragmented message received so far.
@@ -93,8 +99,13 @@ class WebSocketClient(Client):
 
         self._connection_class = CountingConnection
 
+    @property
+    def ws_url(self) -> str:
+        """The ``ws://`` URL of the node in use."""
+        return "ws" + self.url[len("http"):]
+
     async def _session(self) -> None:
-        uri = self.ws_url + "/ws" + self.query(since=self.last_id)
+        uri = self.ws_url + "/ws" + self.query(**self.cursor())
         self.count_request()
         self._fragments.clear()  # nothing carries over from an abandoned connection
         self._failure = None
@@ -110,6 +121,7 @@ class WebSocketClient(Client):
                 create_connection=self._connection_class,
             ) as ws:
                 self._ws = ws
+                self.connected.set()
                 try:
                     await ws.wait_closed()  # messages are taken as they arrive: _on_frame
                     self._end_of_connection(ws)
@@ -125,6 +137,7 @@ class WebSocketClient(Client):
             self._note_failure(exc)
         finally:
             self._ws = None
+            self.connected.clear()
 
     def _on_frame(self, conn: ClientConnection, frame: Frame) -> None:
         """A data frame, in the read callback. A message is complete at its final
@@ -159,7 +172,7 @@ class WebSocketClient(Client):
         if self._failure is not None:
             raise self._failure
         if ws.close_code not in _NORMAL_CLOSURES:
-            self._note_failure(ConnectionError(f"closed with code {ws.close_code}: {ws.close_reason}"))
+            raise ConnectionError(f"closed with code {ws.close_code}: {ws.close_reason}")
 
     def _on_message(self, message: str | bytes, arrived_ns: int) -> None:
         msg = parse_ws_message(message)
@@ -167,6 +180,11 @@ class WebSocketClient(Client):
             self.deliver([msg], arrived_ns)
         elif isinstance(msg, Gap):
             self.report_gap(msg, arrived_ns)
+        elif isinstance(msg, Reset):
+            self.report_reset(msg, arrived_ns)
+        elif msg.get("type") == "hello":
+            hello = parse_hello(msg)
+            self.note_answer(hello.epoch, hello.last_id)
         elif msg.get("type") == "pong":
             fut = self._pongs.pop(msg.get("echo"), None)  # type: ignore[arg-type]
             if fut is not None and not fut.done():

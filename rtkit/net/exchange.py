@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import h11
+
+from rtkit.clients.http import MAX_HEAD_BYTES, ResponseHead, request_bytes, response_head
 from rtkit.core.clock import now_ns
 from rtkit.core.exceptions import ProtocolError
-from rtkit.wire.http1 import BodyChunk, ResponseEnd, ResponseHead, ResponseParser, format_request
 
 __all__ = ["Exchange", "http_exchange"]
 
@@ -101,13 +103,12 @@ def http_exchange(
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = format_request(method, target, f"{host}:{port}", list(headers), body)
-    parser = ResponseParser()
-    parser.method = method
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+    request = request_bytes(conn, method, target, f"{host}:{port}", headers, body)
     received = bytearray()
     head: ResponseHead | None = None
     chunks: list[bytes] = []
-    first_byte_ns = 0
+    first_byte_ns = read_ns = interim = 0
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sent_ns = now_ns()
@@ -118,13 +119,26 @@ def http_exchange(
             read_ns = now_ns()
             first_byte_ns = first_byte_ns or read_ns
             received += data
-            for event in parser.feed(data) if data else parser.feed_eof():
-                if isinstance(event, ResponseHead):
-                    head = event
-                elif isinstance(event, BodyChunk):
-                    chunks.append(event.data)
-                elif isinstance(event, ResponseEnd):
-                    ended = True
+            conn.receive_data(data)
+            try:
+                while not ended:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA or event is h11.PAUSED:
+                        break
+                    if isinstance(event, (h11.InformationalResponse, h11.Response)):
+                        taken = len(received) - len(conn.trailing_data[0])  # bytes h11 parsed
+                        if isinstance(event, h11.Response):
+                            head = response_head(event, taken - interim)
+                        else:  # a 1xx head (RFC 9110 §15.2): the final one follows
+                            interim = taken
+                    elif isinstance(event, h11.Data):
+                        chunks.append(bytes(event.data))
+                    elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                        ended = True
+            except h11.RemoteProtocolError as exc:
+                if data:
+                    raise ProtocolError(f"the answer is not valid HTTP/1.1: {exc}") from None
+                raise ProtocolError(f"the server closed the connection before the answer ended ({exc})") from None
             if not data and not ended:
                 raise ProtocolError("the server closed the connection before the answer ended")
     if head is None:
@@ -138,3 +152,4 @@ def http_exchange(
         first_byte_ns=first_byte_ns,
         answered_ns=read_ns,
     )
+

@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import enum
 import hashlib
+import os
 import struct
 from dataclasses import dataclass
 
@@ -56,7 +57,9 @@ __all__ = [
     "Opcode",
     "accept_key",
     "encode_frame",
+    "new_key",
     "split_handshake",
+    "upgrade_request",
 ]
 
 #: RFC 6455 §1.3: the GUID appended to Sec-WebSocket-Key.
@@ -73,6 +76,54 @@ def accept_key(sec_websocket_key: str) -> str:
     """
     digest = hashlib.sha1((sec_websocket_key + WS_GUID).encode("ascii")).digest()
     return base64.b64encode(digest).decode("ascii")
+
+
+def new_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``. RFC 6455 §4.1: "a nonce consisting of a
+    randomly selected 16-byte value that has been base64-encoded"."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+def upgrade_request(
+    host: str,
+    path: str = "/ws",
+    key: str | None = None,
+    *,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> tuple[bytes, str]:
+    """The bytes of a WebSocket opening handshake request, and the key it carries.
+
+    ``host`` is the ``Host`` header (``"127.0.0.1:8888"``), ``path`` the target
+    with its query (``"/ws?since=0"``), ``key`` a ``Sec-WebSocket-Key``
+    (default: :func:`new_key`); ``headers`` are added after the handshake's own
+    (an ``Origin``, for instance). RFC 6455 §4.1: "The method of the request
+    MUST be GET, and the HTTP version MUST be at least 1.1", with "an |Upgrade|
+    header field containing the value "websocket"", "a |Connection| header field
+    that includes the token "Upgrade"", a |Sec-WebSocket-Key| and
+    "a |Sec-WebSocket-Version| header field, with a value of 13". Check the
+    answer's ``Sec-WebSocket-Accept`` against :func:`accept_key` (key).
+
+    Raises ``ValueError`` if a piece holds CR, LF or (host, path) a space.
+    """
+    key = new_key() if key is None else key
+    for name, value in (("host", host), ("path", path), ("key", key)):
+        if not isinstance(value, str) or not value or any(c in value for c in "\r\n \t"):
+            raise ValueError(f"{name} must be non-empty text without spaces, CR or LF; got {value!r}")
+    if not path.startswith("/"):
+        raise ValueError(f"path must start with '/', like '/ws?since=0'; got {path!r}")
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    for name, value in headers:
+        if any(c in name + value for c in "\r\n") or not name:
+            raise ValueError(f"header {name!r} must be a name and a value without CR or LF")
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), key
 
 
 def split_handshake(data: bytes) -> tuple[bytes, bytes]:
