@@ -71,50 +71,50 @@ _LAZY = {
 }
 
 __all__ = [
-    # the server
-    "start_server",
-    "Server",
-    "ServerConfig",
     "DEFAULT_TOPIC",
     # clients
     "TRANSPORTS",
-    "ShortPollClient",
-    "LongPollClient",
-    "SSEClient",
-    "WebSocketClient",
-    "make_client",
-    "Receipt",
-    "GapNotice",
-    # networks
-    "NetworkEmulator",
-    "start_emulator",
-    "WireTap",
-    "start_tap",
-    # measuring and seeing
-    "Workload",
+    "BrowserUnavailable",
+    "ClientError",
+    "Dashboard",
     "Experiment",
     "ExperimentResult",
-    "run_experiment",
-    "Recorder",
-    "summarize",
+    "GapNotice",
+    "HTTPStatusError",
+    "LogUnavailable",
+    "LongPollClient",
+    # networks
+    "NetworkEmulator",
     "PauseRecorder",
-    "freeze_collector",
-    "Dashboard",
-    "live_dashboard",
-    # the browser
-    "show_browser",
-    "cut_streams",
-    # everything started
-    "stop_all",
+    "ProtocolError",
+    "Receipt",
+    "Recorder",
     # errors
     "RtkitError",
-    "ProtocolError",
+    "SSEClient",
+    "Server",
+    "ServerConfig",
     "ServerError",
-    "LogUnavailable",
-    "ClientError",
-    "HTTPStatusError",
+    "ShortPollClient",
     "WaitTimeout",
-    "BrowserUnavailable",
+    "WebSocketClient",
+    "WireTap",
+    # measuring and seeing
+    "Workload",
+    "cut_streams",
+    "freeze_collector",
+    "live_dashboard",
+    "make_client",
+    "run_experiment",
+    # the browser
+    "show_browser",
+    "start_emulator",
+    # the server
+    "start_server",
+    "start_tap",
+    # everything started
+    "stop_all",
+    "summarize",
 ]
 
 __version__ = "0.2.0"

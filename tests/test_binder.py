@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
 

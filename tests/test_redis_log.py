@@ -5,6 +5,7 @@ Each "node" is a RedisLog opened on a loop thread of its own, as a server opens 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -42,6 +43,23 @@ class Node:
 
     def run(self, coro: Any) -> Any:
         return self.thread.run(coro, 10)
+
+    @contextlib.contextmanager
+    def loop_held(self) -> Iterator[None]:
+        """Hold this node's loop thread, and so its follower, for the block: what it reads
+        from Redis meanwhile waits. Appends from other threads do not need the loop."""
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            release.wait(60)
+
+        self.thread.call_soon(hold)
+        assert holding.wait(10), "the node's loop did not take the hold"
+        try:
+            yield
+        finally:
+            release.set()
 
     def close(self) -> None:
         try:
@@ -96,6 +114,37 @@ def test_ids_strictly_increasing_across_two_nodes_publishing_at_once(make_node: 
         assert [e.id for e in got] == list(range(1, 3 * n + 1))
     # both nodes serve the same bytes under the same ids
     assert a.log.after(0).events == b.log.after(0).events
+
+
+def test_own_appends_reach_listeners_without_waiting_for_the_follower(make_node: Callable[..., Node]) -> None:
+    a, b = make_node(), make_node()
+    with a.loop_held():  # a's follower reads nothing back while held
+        assert [a.log.append(i).id for i in range(3)] == [1, 2, 3]
+        assert a.heard == [1, 2, 3]  # heard at once, from a's own appends
+        assert [e.data for e in a.log.after(0).events] == [0, 1, 2]
+        wait_until(lambda: b.log.last_id == 3, 10)  # b is not held: its follower read a's events
+        assert b.log.append("from b").id == 4  # another node's event, not read by a yet ...
+        assert b.log.last_id >= 4 and 4 in b.heard  # ... but on b at once: it follows what b held
+        assert a.log.append("after b").id == 5  # a's own, but 4 is missing before it: held back
+        assert a.heard == [1, 2, 3] and a.log.last_id == 3
+    wait_until(lambda: a.log.last_id == 5, 10)  # the follower caught up, in id order
+    assert [e.data for e in a.log.after(0).events] == [0, 1, 2, "from b", "after b"]
+    wait_until(lambda: len(b.heard) == 5, 10)
+    for node in (a, b):
+        assert sorted(node.heard) == [1, 2, 3, 4, 5]  # every id once: the follower skipped what a held
+    assert a.log.after(0).events == b.log.after(0).events
+
+
+def test_an_append_on_the_loop_reaches_a_held_node_once_its_follower_reads(make_node: Callable[..., Node]) -> None:
+    a, b = make_node(), make_node()
+    b.log.append("first")  # 1, made elsewhere
+    wait_until(lambda: a.log.last_id == 1, 10)
+    with b.loop_held():
+        event = a.run(a.log.append_json_async('"on the loop"'))  # a's loop, while b's follower is held
+        assert event.id == 2 and a.log.last_id == 2 and sorted(a.heard) == [1, 2]
+        assert b.log.last_id == 1 and b.heard == [1]  # b has not read it yet
+    wait_until(lambda: b.log.last_id == 2, 10)
+    assert sorted(b.heard) == [1, 2] and a.log.after(0).events == b.log.after(0).events
 
 
 def test_history_bounded_and_older_history_read_from_redis(make_node: Callable[..., Node]) -> None:
@@ -211,6 +260,63 @@ def test_redis_restarted_with_persistence_keeps_the_epoch(tmp_path: Any) -> None
             assert [e.data for e in node.log.after(0).events] == ["kept", "after"]
         finally:
             node.close()
+
+
+def test_redis_that_went_back_gives_a_new_epoch(tmp_path: Any) -> None:
+    """A Redis restored from an older copy (here: its append-only file, with writes made after
+    appending was switched off lost) would hand out ids a node has served again: the node
+    renews the topic's epoch, so clients are told instead of served other events under them."""
+    with RedisServer(persistence=True, directory=tmp_path) as server:
+        node = Node(server.url)
+        try:
+            for i in range(3):
+                node.log.append(i)
+            epoch = node.log.epoch_of()
+            raw = redis.Redis.from_url(server.url)
+            raw.config_set("appendonly", "no")  # the file keeps events 1-3 (written and closed now)
+            raw.close()
+            node.log.append("lost 4")
+            node.log.append("lost 5")
+            server.kill()
+            server.restart()  # back from its file: 1-3, the same epoch, the same data set token
+            wait_until(lambda: node.log.available and node.log.epoch_of() != epoch, 20)
+            assert node.resets == ["default"]
+            assert [e.data for e in node.log.after(0).events] == [0, 1, 2]
+            assert node.log.append("new 4").id == 4
+            assert [e.data for e in node.log.after(3).events] == ["new 4"]
+        finally:
+            node.close()
+
+
+def test_redis_that_went_back_and_moved_on_gives_a_new_epoch(tmp_path: Any) -> None:
+    """As above, but another node appended past the ids the first one held before the first
+    one came back: the same ids, other events. The first notices and renews the epoch; both reset."""
+    with RedisServer(persistence=True, directory=tmp_path) as server:
+        a = Node(server.url)
+        b: Node | None = None
+        try:
+            a.log.append("kept")
+            epoch = a.log.epoch_of()
+            raw = redis.Redis.from_url(server.url)
+            raw.config_set("appendonly", "no")
+            raw.close()
+            a.log.append("lost 2")
+            with a.loop_held():  # a's follower cannot notice the restart yet
+                server.kill()
+                server.restart()
+                b = Node(server.url)  # a node that never saw the lost event
+                assert b.log.epoch_of() == epoch and b.log.last_id == 1
+                assert [b.log.append(f"b{i}").id for i in (2, 3)] == [2, 3]
+            wait_until(lambda: a.log.available and a.log.epoch_of() != epoch, 20)
+            new_epoch = a.log.epoch_of()
+            wait_until(lambda: b.log.epoch_of() == new_epoch, 20)  # b resets too (topics:log)
+            for node in (a, b):
+                assert node.resets == ["default"]
+                assert [e.data for e in node.log.after(0).events] == ["kept", "b2", "b3"]
+        finally:
+            a.close()
+            if b is not None:
+                b.close()
 
 
 def test_unreachable_at_start_names_the_url() -> None:

@@ -59,11 +59,13 @@ def test_a_client_resumes_on_another_node_with_nothing_lost_or_repeated(
     # meanwhile on the other node, more events: the client resumes there from its cursor
     for i in range(10, 15):
         b.publish({"i": i})
-    answer = poll(b.url, seen[-1], epoch=epoch)
-    assert not answer.get("reset") and answer["epoch"] == epoch
-    resumed = [e["id"] for e in answer["events"]]
-    assert seen + resumed == list(range(1, 16))
-    assert [e["data"]["i"] for e in answer["events"]] == list(range(10, 15))
+    resumed: list[dict[str, Any]] = []
+    while not resumed or resumed[-1]["id"] < 15:  # as a client does: resume from the last id received
+        answer = poll(b.url, resumed[-1]["id"] if resumed else seen[-1], epoch=epoch)
+        assert not answer.get("reset") and answer["epoch"] == epoch
+        resumed += answer["events"]
+    assert seen + [e["id"] for e in resumed] == list(range(1, 16))
+    assert [e["data"]["i"] for e in resumed] == list(range(10, 15))
 
 
 def test_ids_increase_across_nodes_publishing_over_http_at_once(
@@ -87,6 +89,59 @@ def test_ids_increase_across_nodes_publishing_over_http_at_once(
     for node in nodes:
         wait_until(lambda node=node: node.log.last_id == 200, 10)
         assert [e["id"] for e in poll(node.url, 0)["events"]] == list(range(1, 201))
+
+
+def test_two_nodes_publishing_at_once_every_subscriber_gets_every_id_once_in_order(
+        redis_server: RedisServer, make_server: Callable[..., rtkit.Server]) -> None:
+    """Each node puts its own publishes in its tail at once when they follow what it holds,
+    and leaves the rest to its follower: on both nodes, SSE and WebSocket subscribers see
+    ids 1..N, each once, in order, whichever way each event reached the node."""
+    nodes = [make_server(redis=redis_server.url) for _ in range(2)]
+    received: dict[str, list[int]] = {}
+    arrived = threading.Condition()
+
+    def collect(name: str) -> Callable[[Any], None]:
+        def on_receipt(r: Any) -> None:
+            with arrived:
+                received[name].append(r.id)
+                arrived.notify_all()
+        return on_receipt
+
+    clients = []
+    for i, node in enumerate(nodes):
+        for transport in ("sse", "ws"):
+            name = f"{transport}@{i}"
+            received[name] = []
+            clients.append(make_client(transport, node.url, since=0, on_receipt=collect(name)).start())
+    per_way = 60
+
+    def from_thread(node: rtkit.Server) -> None:  # Server.publish: the blocking append path
+        for k in range(per_way):
+            node.publish({"k": k})
+
+    def over_http(node: rtkit.Server) -> None:  # POST /publish: appends on the server loop
+        for k in range(per_way):
+            status, _ = call(f"{node.url}/publish", {"k": k})
+            assert status == 200
+
+    try:
+        for node in nodes:
+            wait_until(lambda node=node: node.stats()["connections"].get("sse", 0) == 1
+                       and node.stats()["connections"].get("ws", 0) == 1, 10)
+        threads = [threading.Thread(target=way, args=(node,)) for node in nodes for way in (from_thread, over_http)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        total = 4 * per_way
+        with arrived:
+            assert arrived.wait_for(lambda: all(len(ids) >= total for ids in received.values()), 30), \
+                {name: len(ids) for name, ids in received.items()}
+        for name, ids in received.items():
+            assert ids == list(range(1, total + 1)), name  # each once, in order
+    finally:
+        for client in clients:
+            client.stop()
 
 
 def test_unknown_and_malformed_topics_are_400(redis_server: RedisServer,
@@ -189,6 +244,24 @@ def test_node_processes_kill_restart_stop(redis_server: RedisServer) -> None:
     finally:
         nodes.stop()
     assert refuses_connections(port)
+
+
+def test_nodes_run_this_rtkit_whatever_the_working_directory(redis_server: RedisServer, tmp_path: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m`` imports from the working directory first: a node started next to another
+    rtkit checkout must still run this one (here a decoy that cannot be imported)."""
+    decoy = tmp_path / "rtkit"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy rtkit was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    with NodeSet(1, redis=redis_server.url) as shared, NodeSet(1, redis=None) as alone:
+        for url in (shared.urls[0], alone.urls[0]):
+            status, answer = call(f"{url}/publish", {"x": 1})
+            assert status == 200 and answer["id"] == 1
+        # the node without Redis keeps its own log: the shared node does not see its event
+        assert poll(shared.urls[0], 0)["last_id"] == 1 and poll(alone.urls[0], 0)["last_id"] == 1
+        status, _ = call(f"{shared.urls[0]}/publish", {"x": 2})
+        assert poll(alone.urls[0], 0)["last_id"] == 1
 
 
 def test_node_start_failure_says_why(tmp_path: Any) -> None:

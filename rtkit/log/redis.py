@@ -8,30 +8,42 @@ How it works (docs/design.md, section 8; the key layout is in
   id of its topic and adds it as entry ``0-N``, atomically, so ids are strictly
   increasing per topic across every node and process. Appends are batched: what
   queued while one round trip was in flight goes in the next one (one script call
-  per topic in one pipeline), from other threads on a blocking client and on the
-  server loop on an asyncio client.
+  per topic, all in one write), from other threads on a blocking connection and
+  on the server loop on an asyncio one (:mod:`rtkit.log.redis_client`: the hot
+  paths' connections, raw answers, commands packed in C).
 - **Following.** On the server loop each node reads every topic's stream with
   ``XREAD BLOCK`` into a :class:`~rtkit.log.redis_tail.Tail` (the newest
   ``capacity`` events and ``max_bytes``, as Redis keeps), and calls the log's
-  listeners, so the hub wakes its readers as for the memory log. An append this
-  node made goes into the tail at once when nothing is missing before it.
+  listeners, so the hub wakes its readers as for the memory log.
   :meth:`after` answers from the tail; :meth:`read_after` reads Redis for what the
   tail does not hold (older history, a topic or an event another node made a
   moment ago).
+- **A node's own appends** go into its tail, and its listeners hear them, as
+  soon as the script has given them ids, without waiting for the follower to
+  read them back, but only when the first of them is the tail's last id + 1 in
+  the same epoch (nothing another node appended before them is still unread):
+  otherwise they wait for the follower, which brings everything in id order.
+  Either way an event enters a tail once: the follower skips ids the tail
+  holds. So each topic is served in id order, with no id twice, on every node.
 - **Topics** live in Redis: a node learns of a topic made on another node from
   the ``topics:log`` stream it also follows.
-- **Epochs.** Each topic's epoch is stored in Redis beside its counter. Redis
-  restarted empty or flushed loses both: the next node to touch the topic
-  makes a new epoch, and every node notices (the data set's ``generation``
-  token, read after each blocking read, changed or went missing; or its
-  connection dropped) and starts the topic's tail again in the new epoch. It
-  then tells its reset listeners, so the server's streams of that topic send
-  their clients a reset and go on from the new epoch.
+- **Epochs.** Each topic's epoch is stored in Redis beside its counter, and in
+  every stream entry. Redis restarted empty or flushed loses both: the next
+  node to touch the topic makes a new epoch; every node notices (an entry or a
+  ``topics:log`` record of another epoch, the data set's ``generation`` token
+  gone or new, its connection dropped), starts the topic's tail again in the
+  new epoch and tells its reset listeners (the server's streams of the topic
+  send a reset). A Redis that came back with *less* than a node served in the
+  same epoch (restored from an older copy) would hand those ids out again:
+  the node that notices gives the topic a new epoch in Redis
+  (:data:`~rtkit.log.redis_scripts.RENEW_EPOCH_SCRIPT`), a reset everywhere.
 - **Redis lost.** Appends raise :class:`~rtkit.core.exceptions.LogUnavailable`
   naming the URL (the event was not acknowledged); failure listeners are told,
   so the server ends its streams and clients reconnect; the tail keeps serving
   what it holds; the follower reconnects on a cadence and, once Redis answers,
-  loads everything again (a reset where history was lost).
+  loads everything again (a reset where history was lost). An append whose
+  answer was lost with the connection may have run: it is reported as not
+  acknowledged and never sent again; if it ran, every node serves it.
 
 Clocks: ``published_ns`` is :func:`rtkit.core.clock.now_ns` of the node that
 appended (``perf_counter_ns``, CLOCK_MONOTONIC on Linux: one clock for every
@@ -50,8 +62,6 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from rtkit.core.api import DEFAULT_TOPIC, check_topic
 from rtkit.core.exceptions import LogUnavailable
@@ -63,19 +73,27 @@ from rtkit.log.base import (
     Log,
     LogEvent,
     Slice,
-    UnknownTopic,
 )
 from rtkit.log.redis_batch import Pending, redact_url
-from rtkit.log.redis_scripts import APPEND_SCRIPT, TOO_MANY_TOPICS, Keys, entry_id
-from rtkit.log.redis_tail import Tail
+from rtkit.log.redis_client import (
+    Links,
+    call_script,
+    call_script_async,
+    event_of,
+    events_after,
+    make_clients,
+    store_slice,
+    streams_of,
+)
+from rtkit.log.redis_scripts import APPEND_SCRIPT, RENEW_EPOCH_SCRIPT, Keys, entry_id
+from rtkit.log.redis_tail import Tails
 
 __all__ = ["RedisLog", "redact_url"]
 
 logger = logging.getLogger("rtkit.log.redis")
 
-_CONNECT_TIMEOUT = 2.0
-_SOCKET_TIMEOUT = 5.0
-_BLOCK_MS = 1000  # the follower's blocking read; the generation is checked after each
+_BLOCK_MS = 1000  # the follower's blocking read
+_GENERATION_EVERY = 0.5  # seconds between the follower's checks of the data set's generation
 _READ_COUNT = 1000  # most entries per stream per read
 _RECONNECT_FIRST, _RECONNECT_MAX = 0.05, 1.0  # seconds between reconnection attempts
 _DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -111,12 +129,13 @@ class RedisLog(Log):
         if len(self._declared) > max_topics:
             raise ValueError(f"{len(self._declared)} topics declared but max_topics is {max_topics}")
         self._keys = Keys(prefix)
-        self._lock = threading.Lock()  # guards _tails and every Tail
-        self._tails: dict[str, Tail] = {}
+        self._tails = Tails(capacity, max_bytes)
         self._sync: redis.Redis | None = None
         self._aio: aioredis.Redis | None = None
+        self._links: Links | None = None
         self._sha = ""
         self._generation: str | None = None
+        self._generation_due = 0.0  # loop time of the follower's next generation check
         self._topics_cursor = "0-0"
         self._available = False
         self._resync_all = False
@@ -143,20 +162,13 @@ class RedisLog(Log):
         return self._available
 
     def _unavailable(self, exc: BaseException, doing: str) -> LogUnavailable:
-        return LogUnavailable(
-            f"{doing}: Redis at {self.shown_url} cannot be reached ({type(exc).__name__}: {exc}); "
-            f"check that it runs (rtkit.scale.start_redis() starts one) and that the URL is right"
-        )
+        return rb.unavailable(self.shown_url, exc, doing)
 
     async def open(self) -> None:
         """Connect, make the declared topics exist, load every topic's tail, start following.
         Raises :class:`LogUnavailable` naming the URL when Redis cannot be reached."""
-        options: dict[str, Any] = {
-            "decode_responses": True, "socket_connect_timeout": _CONNECT_TIMEOUT,
-            "socket_timeout": _SOCKET_TIMEOUT, "retry": Retry(NoBackoff(), 0),  # an append is never sent twice
-        }
-        self._aio = aioredis.Redis.from_url(self.url, **options)
-        self._sync = redis.Redis.from_url(self.url, **options)
+        self._aio, self._sync = make_clients(self.url)
+        self._links = Links(self._aio, self._sync)
         try:
             await self._load_all()
         except (*_DOWN, redis.RedisError) as exc:
@@ -180,8 +192,9 @@ class RedisLog(Log):
                     await asyncio.wait_for(asyncio.shield(follower), 0.25)
                 if follower.done() or last_resort:
                     break
-                with contextlib.suppress(*_DOWN, redis.RedisError):
-                    await self._aio.connection_pool.disconnect()
+                if self._links is not None:
+                    with contextlib.suppress(*_DOWN, redis.RedisError):
+                        await self._links.follow.close()
         for task in (self._follower, self._awriter):
             if task is not None and not task.done():
                 task.cancel()
@@ -195,7 +208,10 @@ class RedisLog(Log):
         for _, fut in queued:
             if not fut.done():
                 fut.set_exception(LogUnavailable("the Redis log was closed before the event was published"))
-        aio, sync, self._aio, self._sync = self._aio, self._sync, None, None
+        aio, sync, links, self._aio, self._sync, self._links = self._aio, self._sync, self._links, None, None, None
+        if links is not None:
+            with contextlib.suppress(*_DOWN, redis.RedisError):
+                await links.close()
         if aio is not None:
             await aio.aclose()
         if sync is not None:
@@ -216,27 +232,28 @@ class RedisLog(Log):
         pipe.hmget(self._keys.meta(topic), "epoch", "last_id", "first")
         pipe.xrevrange(self._keys.stream(topic), "+", "-", count=self.capacity)
 
-    def _install(self, topic: str, meta: list[str | None], entries: list[Any]) -> None:
-        """Make ``topic``'s tail what Redis holds; notify what is new; a reset if the epoch changed."""
+    def _install(self, topic: str, meta: list[str | None], entries: list[Any], held: tuple[int, str] | None) -> bool:
+        """Make ``topic``'s tail what Redis holds (:meth:`Tails.install`; ``held``: the tail's
+        position before Redis was read); notify what is new, and a reset if the epoch
+        changed. True when Redis went back in the tail's epoch: the caller renews the
+        epoch (:meth:`_renew_args`) and loads again."""
         epoch, last_id, first = meta
         if epoch is None:
-            return  # not in Redis (any more): the caller makes it exist, or it was never there
-        events = [rb.event_of(topic, eid, fields) for eid, fields in reversed(entries)]
-        new_epoch = False
-        with self._lock:
-            tail = self._tails.get(topic)
-            if tail is None or tail.epoch != epoch:
-                new_epoch = tail is not None
-                old_epoch = tail.epoch if tail is not None else ""
-                start = events[0].id - 1 if events else int(last_id or 0)
-                tail = Tail(topic, epoch, self.capacity, self.max_bytes, last_id=start, store_first=int(first or 1))
-                self._tails[topic] = tail
-            tail.store_first = max(tail.store_first, int(first or 1))
-            new = tail.add(events, gaps=True)
-        if new_epoch:
-            self._disrupt(topic, f"the history of topic {topic!r} was lost (Redis restarted empty or was "
-                                 f"flushed): epoch {old_epoch} is now {epoch}")
-        self._notify(new)
+            return False  # not in Redis (any more): the caller makes it exist, or it was never there
+        events = [event_of(topic, entry) for entry in reversed(entries)]
+        done = self._tails.install(topic, epoch, int(last_id or 0), int(first or 1), events, held)
+        if done.went_back:
+            logger.debug("topic %r: Redis holds less than this node served in epoch %s", topic, epoch)
+            return True
+        if done.replaced_epoch is not None:
+            self._disrupt(topic, f"the history of topic {topic!r} was lost (Redis restarted empty, was "
+                                 f"flushed or went back): epoch {done.replaced_epoch} is now {epoch}")
+        self._notify(done.new)
+        return False
+
+    def _renew_args(self, topic: str, epoch: str | None) -> list[Any]:
+        """The arguments of :data:`RENEW_EPOCH_SCRIPT` (after the script) for ``topic`` in ``epoch``."""
+        return [2, self._keys.meta(topic), self._keys.topics_log, topic, epoch, secrets.token_hex(6)]
 
     async def _load_all(self) -> None:
         """Load the topic set and every tail (at open, and after Redis was lost or flushed)."""
@@ -245,8 +262,7 @@ class RedisLog(Log):
         self._sha = str(await aio.script_load(APPEND_SCRIPT))
         newest = await aio.xrevrange(self._keys.topics_log, "+", "-", count=1)
         self._topics_cursor = str(newest[0][0]) if newest else "0-0"
-        with self._lock:
-            known = list(self._tails)
+        known = self._tails.names()
         for topic in dict.fromkeys([*self._declared, *known]):  # every topic we served exists again
             await self._create_async(topic)
         names = await aio.zrange(self._keys.topics, 0, -1)
@@ -259,17 +275,25 @@ class RedisLog(Log):
 
     async def _load_async(self, topic: str) -> None:
         assert self._aio is not None
-        pipe = self._aio.pipeline(transaction=True)
-        self._state_commands(pipe, topic)
-        meta, entries = await pipe.execute()
-        self._install(topic, meta, entries)
+        for _ in range(2):  # a second time after renewing an epoch that went back
+            held = self._tails.position(topic)
+            pipe = self._aio.pipeline(transaction=True)
+            self._state_commands(pipe, topic)
+            meta, entries = await pipe.execute()
+            if not self._install(topic, meta, entries, held):
+                return
+            await self._aio.eval(RENEW_EPOCH_SCRIPT, *self._renew_args(topic, meta[0]))
 
     def _load_blocking(self, topic: str) -> None:
         assert self._sync is not None
-        pipe = self._sync.pipeline(transaction=True)
-        self._state_commands(pipe, topic)
-        meta, entries = pipe.execute()
-        self._install(topic, meta, entries)
+        for _ in range(2):
+            held = self._tails.position(topic)
+            pipe = self._sync.pipeline(transaction=True)
+            self._state_commands(pipe, topic)
+            meta, entries = pipe.execute()
+            if not self._install(topic, meta, entries, held):
+                return
+            self._sync.eval(RENEW_EPOCH_SCRIPT, *self._renew_args(topic, meta[0]))
 
     def _script_args(self, topic: str, pending: list[Pending]) -> list[Any]:
         return rb.script_args(self._keys, topic, pending, self.max_topics, self.capacity, self.max_bytes)
@@ -313,43 +337,64 @@ class RedisLog(Log):
             await self._aio.connection_pool.disconnect(inuse_connections=False)
         if self._sync is not None:
             self._sync.connection_pool.disconnect(inuse_connections=False)
+        if self._links is not None:
+            self._links.expire()
 
     async def _follow_once(self) -> None:
-        aio = self._aio
-        assert aio is not None
+        """One blocking read of every stream, and what it brought into the tails.
+
+        The generation (was it all one data set?) is read behind the blocking read at
+        most every :data:`_GENERATION_EVERY` seconds, not on every read: what is read in
+        between cannot be mistaken for the old history, since every entry and every
+        ``topics:log`` record carries its epoch."""
+        assert self._links is not None
         keys = self._keys
-        with self._lock:
-            streams = {self._wake_key: "0-0", keys.topics_log: self._topics_cursor,
-                       **{keys.stream(t): entry_id(tail.last) for t, tail in self._tails.items()}}
-        pipe = aio.pipeline(transaction=False)
-        pipe.xread(streams, count=_READ_COUNT, block=_BLOCK_MS)  # type: ignore[arg-type]
-        pipe.get(keys.generation)  # runs after the read returns: was it all one data set?
-        answer, generation = await pipe.execute()
-        if generation != self._generation:
-            self._resync_all = True  # flushed or restarted empty: what we just read may be another epoch's
-            return
+        streams = {self._wake_key: "0-0", keys.topics_log: self._topics_cursor,
+                   **{keys.stream(t): entry_id(last) for t, last in self._tails.cursors().items()}}
+        read = ("XREAD", "COUNT", _READ_COUNT, "BLOCK", _BLOCK_MS, "STREAMS", *streams, *streams.values())
+        loop = asyncio.get_running_loop()
+        check = loop.time() >= self._generation_due
+        answers = await self._links.follow.call([read, ("GET", keys.generation)] if check else [read],
+                                                extra_wait=_BLOCK_MS / 1000)
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        if check:
+            self._generation_due = loop.time() + _GENERATION_EVERY
+            if answers[1] != self._generation:  # the GET ran after the read returned
+                self._resync_all = True  # flushed or restarted empty: load everything again
+                return
+        answer = answers[0]
         stream_prefix = keys.stream("")
-        for key, entries in answer or []:
+        for key, entries in streams_of(answer):
             if key == self._wake_key:
                 return  # close() woke us
             if key == keys.topics_log:
                 self._topics_cursor = str(entries[-1][0])
-                for _, fields in entries:
-                    with self._lock:
-                        tail = self._tails.get(fields["topic"])
-                    if tail is None or tail.epoch != fields["epoch"]:
+                for _, values in entries:
+                    fields = dict(zip(values[::2], values[1::2]))
+                    position = self._tails.position(fields["topic"])
+                    if position is None or position[1] != fields["epoch"]:
                         await self._load_async(fields["topic"])
             else:
-                topic = key[len(stream_prefix):]
-                events = [rb.event_of(topic, eid, fields) for eid, fields in entries]
-                with self._lock:
-                    tail = self._tails.get(topic)
-                    new = tail.add(events, gaps=True) if tail is not None else []
-                self._notify(new)
+                await self._take(key[len(stream_prefix):], entries)
+
+    async def _take(self, topic: str, entries: list[Any]) -> None:
+        """Add what the follower read of ``topic`` to its tail (skipping what the tail holds)."""
+        position = self._tails.position(topic)
+        if position is None:
+            return
+        last, epoch = position
+        events, other_epoch = events_after(topic, entries, last, epoch)
+        if events:
+            self._notify(self._tails.follow(topic, epoch, events))
+        if other_epoch:
+            await self._load_async(topic)  # entries of a new epoch: load it, and tell the reset
 
     # -- writing -------------------------------------------------------------------------------
     def _check_writable(self, topic: str) -> None:
-        check_topic(topic)
+        if topic not in self._tails:  # a known topic's name was checked already
+            check_topic(topic)
         if self._sync is None:
             raise LogUnavailable(f"the Redis log for {self.shown_url} is not open (the server opens it at start)")
 
@@ -396,103 +441,83 @@ class RedisLog(Log):
 
     def _write_blocking(self, batch: list[Pending]) -> None:
         try:
-            sync = self._sync
-            if sync is None:
+            if self._links is None:
                 raise LogUnavailable(f"the Redis log for {self.shown_url} was closed")
             chunks = rb.chunk_batch(batch)
             try:
-                results = self._run_blocking(sync, chunks)
+                results = self._run_blocking(chunks)
             except _DOWN as exc:
                 raise self._unavailable(exc, "the event was not published (not acknowledged)") from None
             for (topic, chunk), result in zip(chunks, results):
-                if self._settle(topic, chunk, result):
+                epoch = self._settle(topic, chunk, result)
+                if epoch is not None:
                     try:
                         self._load_blocking(topic)  # a topic new to this node, or a new epoch
                     except _DOWN:
                         pass  # acknowledged all the same; the follower loads it once Redis answers
-                    self._learn(topic, chunk)
+                    self._learn(topic, epoch, chunk)
         except BaseException as exc:  # noqa: BLE001 - every append of the batch learns of it
             for p in batch:
                 if p.event is None and p.error is None:
                     p.error = exc
 
-    def _run_blocking(self, sync: redis.Redis, chunks: list[tuple[str, list[Pending]]]) -> list[Any]:
-        def run() -> list[Any]:
-            pipe = sync.pipeline(transaction=False)
-            for topic, chunk in chunks:
-                pipe.evalsha(self._sha, *self._script_args(topic, chunk))
-            return list(pipe.execute(raise_on_error=False))
-
-        results = run()
-        if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
-            # Redis restarted and forgot the script: none of these calls ran, so all may go again
-            self._sha = str(sync.script_load(APPEND_SCRIPT))
-            results = run()
+    def _run_blocking(self, chunks: list[tuple[str, list[Pending]]]) -> list[Any]:
+        """The script calls of ``chunks`` on the blocking link (hold the writer lock)."""
+        assert self._links is not None
+        results, self._sha = call_script(self._links.append, self._sha, [self._script_args(t, c) for t, c in chunks])
         return results
 
     async def _write_async(self, batch: list[Pending]) -> None:
-        aio = self._aio
-        assert aio is not None
+        links = self._links
+        if links is None:
+            raise LogUnavailable(f"the Redis log for {self.shown_url} was closed")
         chunks = rb.chunk_batch(batch)
         try:
-            for attempt in (1, 2):
-                pipe = aio.pipeline(transaction=False)
-                for topic, chunk in chunks:
-                    pipe.evalsha(self._sha, *self._script_args(topic, chunk))
-                results = await pipe.execute(raise_on_error=False)
-                if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
-                    self._sha = str(await aio.script_load(APPEND_SCRIPT))
-                    continue
-                break
+            calls = [self._script_args(t, c) for t, c in chunks]
+            results, self._sha = await call_script_async(links.append_async, self._sha, calls)
         except _DOWN as exc:
             error = self._unavailable(exc, "the event was not published (not acknowledged)")
             for p in batch:
                 p.error = error
             return
         for (topic, chunk), result in zip(chunks, results):
-            if self._settle(topic, chunk, result):
+            epoch = self._settle(topic, chunk, result)
+            if epoch is not None:
                 try:
                     await self._load_async(topic)
                 except _DOWN:
                     pass  # the follower loads it once Redis answers
-                self._learn(topic, chunk)
+                self._learn(topic, epoch, chunk)
 
-    def _settle(self, topic: str, chunk: list[Pending], result: Any) -> bool:
-        """Give each append of one script call its event (or error); True when this
-        node must load the topic from Redis first (new to it, or in a new epoch)."""
+    def _settle(self, topic: str, chunk: list[Pending], result: Any) -> str | None:
+        """Give each append of one script call its event (or error), and put them into the
+        tail at once when they follow it (:meth:`_learn`). Returns their epoch when this
+        node must load the topic from Redis first (new to it, in a new epoch, or Redis
+        handed out an id the tail holds: it went back), then :meth:`_learn` them."""
         if isinstance(result, Exception):
             error = self._script_error(result)
             for p in chunk:
                 p.error = error
-            return False
+            return None
         first_id, epoch, store_first = int(result[0]), str(result[1]), int(result[2])
-        for i, p in enumerate(chunk):
-            p.event = LogEvent(first_id + i, p.data_json, p.published_ns, topic)
-        with self._lock:
-            tail = self._tails.get(topic)
-            if tail is None or tail.epoch != epoch:
-                return True
-            tail.store_first = max(tail.store_first, store_first)
-        self._learn(topic, chunk)
-        return False
+        events = [LogEvent(first_id + i, p.data_json, p.published_ns, topic) for i, p in enumerate(chunk)]
+        for p, event in zip(chunk, events):
+            p.event = event
+        if events and not self._tails.fits(topic, epoch, events[0], store_first):
+            return epoch
+        self._learn(topic, epoch, chunk)
+        return None
 
-    def _learn(self, topic: str, chunk: list[Pending]) -> None:
-        """Put this node's own appends into its tail now, when nothing is missing before them."""
+    def _learn(self, topic: str, epoch: str, chunk: list[Pending]) -> None:
+        """The fast path (:meth:`Tails.learn`): this node's own appends reach its listeners
+        now, without waiting for the follower to read them back, when nothing is missing
+        before them; otherwise the follower brings them, in order."""
         events = [p.event for p in chunk if p.event is not None]
-        with self._lock:
-            tail = self._tails.get(topic)
-            new = tail.add(events, gaps=False) if tail is not None else []
-        self._notify(new)
+        self._notify(self._tails.learn(topic, epoch, events))
 
     def _script_error(self, result: Exception) -> BaseException:
         """What an append or a create learns from the script's error answer."""
-        if TOO_MANY_TOPICS in str(result):
-            return ValueError(
-                f"too many topics: this Redis already holds max_topics={self.max_topics} "
-                f"(ServerConfig(max_topics=...)); use one of: {', '.join(self.topics())}")
-        if isinstance(result, _DOWN):
-            return self._unavailable(result, "the event was not published (not acknowledged)")
-        return LogUnavailable(f"Redis at {self.shown_url} refused the write: {result}")
+        return rb.script_error(result, self.shown_url, self.max_topics, self.topics())
 
     def create_topic(self, name: str) -> None:
         """Make ``name`` exist in Redis (empty, ids from 1) and known here; harmless if it exists."""
@@ -501,7 +526,8 @@ class RedisLog(Log):
             return
         assert self._sync is not None
         try:
-            [result] = self._run_blocking(self._sync, [(name, [])])
+            with self._writer_lock:
+                [result] = self._run_blocking([(name, [])])
             if isinstance(result, Exception):
                 raise self._script_error(result)
             self._load_blocking(name)
@@ -509,22 +535,10 @@ class RedisLog(Log):
             raise self._unavailable(exc, f"topic {name!r} could not be made") from None
 
     # -- reading ------------------------------------------------------------------------------------
-    def _tail(self, topic: str) -> Tail:
-        tail = self._tails.get(topic)
-        if tail is None:
-            raise UnknownTopic.of(topic, self._tails)
-        return tail
-
     def after(self, cursor: int, limit: int | None = None, *, topic: str = DEFAULT_TOPIC,
               max_bytes: int | None = None) -> Slice:
         """From this node's tail (see :meth:`rtkit.log.base.Log.after`)."""
-        if cursor < 0:
-            raise ValueError(f"cursor must be >= 0, got {cursor}")
-        with self._lock:
-            tail = self._tail(topic)
-            if cursor > tail.last:
-                raise ValueError(f"cursor {cursor} is ahead of the newest event id {tail.last} of topic {topic!r}")
-            return tail.slice(cursor, limit, max_bytes)
+        return self._tails.slice(topic, cursor, limit, max_bytes)
 
     async def read_after(self, cursor: int, limit: int | None = None, *, topic: str = DEFAULT_TOPIC,
                          max_bytes: int | None = None) -> Slice:
@@ -532,10 +546,7 @@ class RedisLog(Log):
         events another node made a moment ago, history older than the tail."""
         if cursor < 0:
             raise ValueError(f"cursor must be >= 0, got {cursor}")
-        with self._lock:
-            tail = self._tails.get(topic)
-            behind = tail is None or cursor > tail.last
-            older = tail is not None and cursor + 1 < tail.first and tail.store_first < tail.first
+        behind, older = self._tails.lacks(topic, cursor)
         if self._aio is None or not (behind or older):
             return self.after(cursor, limit, topic=topic, max_bytes=max_bytes)
         try:
@@ -555,38 +566,29 @@ class RedisLog(Log):
         pipe.hmget(self._keys.meta(topic), "epoch", "last_id", "first")
         pipe.xrange(self._keys.stream(topic), f"({entry_id(cursor)}", "+", count=count)
         (epoch, last_id, first), entries = await pipe.execute()
-        with self._lock:
-            tail = self._tail(topic)
-            if epoch != tail.epoch:  # a new epoch the follower has not loaded yet: serve the tail
-                return tail.slice(min(cursor, tail.last), limit, max_bytes)
-        return rb.store_slice(topic, cursor, epoch, int(first or 1), int(last_id or 0), entries, max_bytes)
+        stale = self._tails.slice_in(topic, epoch, cursor, limit, max_bytes)
+        if stale is not None:  # a new epoch the follower has not loaded yet: serve the tail
+            return stale
+        return store_slice(topic, cursor, epoch, int(first or 1), int(last_id or 0), entries, max_bytes)
 
     def last_id_of(self, topic: str = DEFAULT_TOPIC) -> int:
-        with self._lock:
-            return self._tail(topic).last
+        return self._tails.last_id(topic)
 
     def first_retained_of(self, topic: str = DEFAULT_TOPIC) -> int:
-        with self._lock:
-            return self._tail(topic).first_retained
+        return self._tails.first_retained(topic)
 
     def epoch_of(self, topic: str = DEFAULT_TOPIC) -> str:
-        with self._lock:
-            return self._tail(topic).epoch
+        return self._tails.epoch(topic)
 
     def topics(self) -> list[str]:
-        with self._lock:
-            return list(self._tails)
+        return self._tails.names()
 
     def has_topic(self, name: str) -> bool:
-        with self._lock:
-            return name in self._tails
+        return name in self._tails
 
     def stats(self) -> dict[str, Any]:
         """The memory log's figures, from this node's tails, plus where the log lives."""
-        with self._lock:
-            topics = {name: {"last_id": t.last, "first_retained": t.first_retained, "retained": len(t),
-                             "retained_bytes": t.bytes, "epoch": t.epoch} for name, t in self._tails.items()}
-        return {"topics": topics, "capacity": self.capacity, "max_bytes": self.max_bytes,
+        return {"topics": self._tails.stats(), "capacity": self.capacity, "max_bytes": self.max_bytes,
                 "max_topics": self.max_topics, "store": "redis", "url": self.shown_url,
                 "available": self._available}
 

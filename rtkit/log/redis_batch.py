@@ -1,4 +1,4 @@
-"""The pieces of the Redis log that need no connection: batches, entries, slices, URLs."""
+"""The pieces of the Redis log that need no connection: batches of appends, settings, URLs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from rtkit.core.clock import now_ns
-from rtkit.log.base import LogEvent, Slice
-from rtkit.log.redis_scripts import Keys, rtkit_id
-from rtkit.log.redis_tail import payload_bytes
+import redis
 
-__all__ = ["Pending", "check_settings", "chunk_batch", "event_of", "redact_url", "resolve", "script_args", "store_slice"]
+from rtkit.core.clock import now_ns
+from rtkit.core.exceptions import LogUnavailable
+from rtkit.log.base import LogEvent
+from rtkit.log.redis_scripts import TOO_MANY_TOPICS, Keys
+
+__all__ = ["Pending", "check_settings", "chunk_batch", "redact_url", "resolve", "script_args", "script_error",
+           "unavailable"]
 
 #: The URL schemes redis-py's ``from_url`` takes.
 SCHEMES = ("redis", "rediss", "unix")
@@ -45,6 +48,10 @@ class Pending:
 
 def chunk_batch(batch: list[Pending]) -> list[tuple[str, list[Pending]]]:
     """A batch of appends as script calls: per topic in order, bounded in events and bytes."""
+    if len(batch) <= CHUNK_EVENTS:  # the usual batch: one topic, one call
+        topic = batch[0].topic if batch else ""
+        if all(p.topic == topic for p in batch) and sum(len(p.data_json) for p in batch) <= CHUNK_BYTES:
+            return [(topic, batch)] if batch else []
     by_topic: dict[str, list[list[Pending]]] = {}
     sizes: dict[str, int] = {}
     for p in batch:
@@ -55,27 +62,6 @@ def chunk_batch(batch: list[Pending]) -> list[tuple[str, list[Pending]]]:
         chunks[-1].append(p)
         sizes[p.topic] = sizes.get(p.topic, 0) + len(p.data_json)
     return [(topic, chunk) for topic, chunks in by_topic.items() for chunk in chunks]
-
-
-def event_of(topic: str, eid: str, fields: dict[str, str]) -> LogEvent:
-    """The event a stream entry holds (see :mod:`rtkit.log.redis_scripts`)."""
-    return LogEvent(rtkit_id(eid), fields["d"], int(fields["p"]), topic)
-
-
-def store_slice(topic: str, cursor: int, epoch: str, first: int, last: int, entries: list[Any],
-                max_bytes: int | None) -> Slice:
-    """A :class:`Slice` of entries read from Redis after ``cursor`` (``first``/``last``: the
-    topic's oldest retained and newest ids), bounded in bytes as :meth:`Log.after` says."""
-    events: list[LogEvent] = []
-    size = 0
-    for eid, fields in entries:
-        size += payload_bytes(fields["d"])
-        if events and max_bytes is not None and size > max_bytes:
-            break
-        events.append(event_of(topic, eid, fields))
-    end = events[-1].id if events else cursor
-    return Slice(cursor=cursor, events=tuple(events), missed=max(0, first - cursor - 1),
-                 first_retained=first, last_id=last, more=end < last, topic=topic, epoch=epoch)
 
 
 def resolve(queued: list[tuple[Pending, asyncio.Future[LogEvent]]]) -> None:
@@ -111,3 +97,21 @@ def script_args(keys: Keys, topic: str, pending: list[Pending], max_topics: int,
     for p in pending:
         args += [p.data_json, p.published_ns]
     return args
+
+
+def unavailable(shown_url: str, exc: BaseException, doing: str) -> LogUnavailable:
+    """The error for ``doing`` failing because the Redis at ``shown_url`` cannot be reached."""
+    return LogUnavailable(
+        f"{doing}: Redis at {shown_url} cannot be reached ({type(exc).__name__}: {exc}); "
+        f"check that it runs (rtkit.scale.start_redis() starts one) and that the URL is right"
+    )
+
+
+def script_error(result: Exception, shown_url: str, max_topics: int, topics: list[str]) -> BaseException:
+    """What an append or a create learns from the append script's error answer ``result``."""
+    if TOO_MANY_TOPICS in str(result):
+        return ValueError(f"too many topics: this Redis already holds max_topics={max_topics} "
+                          f"(ServerConfig(max_topics=...)); use one of: {', '.join(topics)}")
+    if isinstance(result, (redis.ConnectionError, redis.TimeoutError, OSError)):
+        return unavailable(shown_url, result, "the event was not published (not acknowledged)")
+    return LogUnavailable(f"Redis at {shown_url} refused the write: {result}")

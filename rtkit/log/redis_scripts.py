@@ -1,4 +1,4 @@
-"""Where the Redis log keeps things in Redis, and the one script that writes them.
+"""Where the Redis log keeps things in Redis, and the scripts that write them.
 
 The layout (``P`` is the key prefix, ``rtkit:`` by default; ``T`` a topic name,
 which :data:`rtkit.core.api.TOPIC_RULE` keeps free of ``:``):
@@ -13,7 +13,7 @@ key                    type    what it holds
                                empty restart
 ``P topic:T``          hash    ``epoch``, ``last_id``, ``first`` (oldest retained id), ``bytes`` retained
 ``P stream:T``         stream  the events: entry id ``0-N`` for rtkit id N, fields ``d`` (the payload's
-                               JSON) and ``p`` (``published_ns``)
+                               JSON), ``p`` (``published_ns``) and ``e`` (the topic's epoch then)
 ``P wake:NODE``        stream  written to wake one node's follower out of its blocking read
 =====================  ======  ===============================================================
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["APPEND_SCRIPT", "TOO_MANY_TOPICS", "Keys", "entry_id", "rtkit_id"]
+__all__ = ["APPEND_SCRIPT", "RENEW_EPOCH_SCRIPT", "TOO_MANY_TOPICS", "Keys", "entry_id", "rtkit_id"]
 
 #: The error the script answers when a new topic would be one too many.
 TOO_MANY_TOPICS = "RTKIT_TOO_MANY_TOPICS"
@@ -120,7 +120,7 @@ local first_new = redis.call('HINCRBY', meta, 'last_id', n) - n + 1
 local added = 0
 for i = 0, n - 1 do
   local data = ARGV[7 + 2 * i]
-  redis.call('XADD', stream, '0-' .. (first_new + i), 'd', data, 'p', ARGV[8 + 2 * i])
+  redis.call('XADD', stream, '0-' .. (first_new + i), 'd', data, 'p', ARGV[8 + 2 * i], 'e', epoch)
   added = added + #data
 end
 local bytes = redis.call('HINCRBY', meta, 'bytes', added)
@@ -128,8 +128,12 @@ local first = tonumber(redis.call('HGET', meta, 'first'))
 local retained = redis.call('XLEN', stream)
 if retained > capacity or (max_bytes > 0 and bytes > max_bytes) then
   local dropped, dropped_bytes, keep_from, from = 0, 0, nil, '-'
+  -- read what is surely dropped and the one after it (a steady append of one event
+  -- reads two entries), then more while the byte bound still says drop
+  local count = math.min(256, math.max(retained - capacity, 0) + 1)
   while not keep_from do
-    local batch = redis.call('XRANGE', stream, from, '+', 'COUNT', 256)
+    local batch = redis.call('XRANGE', stream, from, '+', 'COUNT', count)
+    count = 256
     for _, entry in ipairs(batch) do
       local left = retained - dropped
       if left > 1 and (left > capacity or (max_bytes > 0 and bytes - dropped_bytes > max_bytes)) then
@@ -148,4 +152,22 @@ if retained > capacity or (max_bytes > 0 and bytes > max_bytes) then
   redis.call('HINCRBY', meta, 'bytes', -dropped_bytes)
 end
 return {first_new, epoch, first}
+"""
+
+# Give a topic a new epoch when its history in Redis went back (a Redis restored
+# from an older copy: an append-only file that lost its last second, a backup),
+# so its ids would be handed out again for other events: every node then loads
+# it again and tells its clients, as for a flush. Only if the epoch is still the
+# one that was found wanting (another node may have renewed it already).
+#
+# KEYS: topic:T, topics:log     ARGV: topic, the old epoch, a candidate new epoch
+# Returns the topic's epoch now.
+RENEW_EPOCH_SCRIPT = """
+local meta, topics_log = KEYS[1], KEYS[2]
+local topic, old_epoch, new_epoch = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', meta, 'epoch') == old_epoch then
+  redis.call('HSET', meta, 'epoch', new_epoch)
+  redis.call('XADD', topics_log, 'MAXLEN', '~', 1000, '*', 'topic', topic, 'epoch', new_epoch)
+end
+return redis.call('HGET', meta, 'epoch')
 """

@@ -7,11 +7,13 @@ baseline measured in the same run:
                                   log is in Redis, minus the same on the in-memory log
                                   (interleaved rounds; target ≤ 0.5 ms)
 ``redis  log      events_per_s``   events published through Redis from several node
-                                  processes at once, every id issued once (target ≥ 20,000)
+                                  processes at once, every id issued once (target ≥ 20,000);
+                                  baseline: the same processes each publishing into an
+                                  in-memory log of its own
 ``redis  sse+ws   p99_ms``         fan-out: N SSE + N WebSocket subscribers (in other
                                   processes) on two node processes sharing Redis, 10 msg/s,
                                   everything delivered (target ≤ 250 ms); baseline: the
-                                  same subscribers on one in-memory node process... see detail
+                                  same subscribers on one node process whose log is in memory
 
 The helper processes are this module run as a script:
 ``python -m rtkit.scale.bench publish|subscribe ...`` (see :func:`main`).
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from rtkit.core.waiting import wait_until
 
 if TYPE_CHECKING:
-    from rtkit.bench import Figure
+    from rtkit.bench.figures import Figure
 
 __all__ = ["fanout_on_nodes", "hop_latency", "main", "publish_throughput", "redis_figures", "start_subscribers"]
 
@@ -58,8 +60,10 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def _helper(*args: str) -> subprocess.Popen[str]:
+    # cwd: ``python -m`` puts the working directory first on sys.path, so a helper started
+    # elsewhere could import another rtkit checkout lying there instead of this one
     return subprocess.Popen([sys.executable, "-m", "rtkit.scale.bench", *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=_ROOT)
 
 
 def _expect(proc: subprocess.Popen[str], word: str) -> str:
@@ -67,21 +71,25 @@ def _expect(proc: subprocess.Popen[str], word: str) -> str:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith(word):
+        if not line:  # it closed its output: it is ending, and its error output says why
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
         err = proc.stderr.read() if proc.stderr is not None and proc.poll() is not None else ""
         raise RuntimeError(f"bench helper said {line.strip()!r} instead of {word!r}: {err[-800:]}")
     return line[len(word):].strip()
 
 
 # -- 1. events per second through Redis from several processes ------------------------------------
-def publish_throughput(redis_url: str, *, processes: int = 2, seconds: float = 3.0, burst: int = 200,
+def publish_throughput(redis_url: str | None, *, processes: int = 2, seconds: float = 3.0, burst: int = 200,
                        topic: str = "bench-throughput") -> dict[str, Any]:
     """``processes`` node processes publish through the Redis log as fast as they can for
     ``seconds`` (each keeps ``burst`` appends in flight on its loop, so they batch), all at
-    once. Returns events/s in all, per process, and whether every id was issued exactly once."""
-    import redis
+    once. Returns events/s in all, per process, and whether every id was issued exactly once.
 
-    helpers = [_helper("publish", "--redis", redis_url, "--seconds", str(seconds), "--burst", str(burst),
-                       "--topic", topic) for _ in range(processes)]
+    With ``redis_url`` None each process publishes the same way into an in-memory log of its
+    own (nothing shared): the baseline, what the same processes do without the Redis hop."""
+    helpers = [_helper("publish", *(("--redis", redis_url) if redis_url else ()), "--seconds", str(seconds),
+                       "--burst", str(burst), "--topic", topic) for _ in range(processes)]
     try:
         for proc in helpers:
             _expect(proc, "ready")
@@ -93,17 +101,23 @@ def publish_throughput(redis_url: str, *, processes: int = 2, seconds: float = 3
     finally:
         for proc in helpers:
             _close_helper(proc)
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        last_id = int(client.hget(f"rtkit:topic:{topic}", "last_id") or 0)
-    finally:
-        client.close()
     total = sum(r["count"] for r in results)
     span = max(r["seconds"] for r in results)
     ids = sorted(i for r in results for i in r["ids_sample"])
+    if redis_url is None:
+        every_id_once = all(r["ids_sample"] == sorted(set(r["ids_sample"])) for r in results)
+    else:
+        import redis
+
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            last_id = int(client.hget(f"rtkit:topic:{topic}", "last_id") or 0)
+        finally:
+            client.close()
+        every_id_once = last_id == total and len(ids) == len(set(ids))
     return {"events_per_s": total / span if span else math.nan, "events": total, "seconds": span,
             "processes": processes, "burst": burst, "per_process": [r["count"] / r["seconds"] for r in results],
-            "every_id_once": last_id == total and len(ids) == len(set(ids))}
+            "every_id_once": every_id_once, "store": "redis" if redis_url else "memory"}
 
 
 def _close_helper(proc: subprocess.Popen[str]) -> None:
@@ -135,10 +149,13 @@ async def _publish_for(log: Any, seconds: float, burst: int, topic: str) -> tupl
 
 def _publish_main(args: argparse.Namespace) -> int:
     from rtkit.core.loopthread import LoopThread
+    from rtkit.log.base import Log
+    from rtkit.log.memory import MemoryLog
     from rtkit.log.redis import RedisLog
 
+    log: Log
     thread = LoopThread("bench-publisher").start()
-    log = RedisLog(args.redis, topics=[args.topic])
+    log = RedisLog(args.redis, topics=[args.topic]) if args.redis else MemoryLog(topics=[args.topic])
     try:
         thread.run(log.open(), 20)
         print("ready", flush=True)
@@ -207,6 +224,7 @@ def hop_latency(redis_url: str, *, transports: Sequence[str] = ("sse", "ws"), ra
         mem = _percentile(pooled[(transport, "memory")], 50) / 1e6
         red = _percentile(pooled[(transport, "redis")], 50) / 1e6
         out[transport] = {"memory_p50_ms": mem, "redis_p50_ms": red, "added_p50_ms": red - mem,
+                          "redis_over_memory": red / mem if mem else math.nan,
                           "redis_p99_ms": _percentile(pooled[(transport, "redis")], 99) / 1e6,
                           "messages": len(pooled[(transport, "redis")])}
     return out
@@ -236,6 +254,10 @@ class Subscribers:
         """The round's one-way latencies in µs, one per receipt (waits for the round)."""
         return list(json.loads(_expect(self._proc, "result"))["latencies_us"])
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def close(self) -> None:
         _close_helper(self._proc)
 
@@ -252,22 +274,39 @@ def _node_connections(url: str) -> dict[str, int]:
         return dict(json.loads(answer.read())["connections"])
 
 
-def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2, rate: float = 10.0,
+def _post(url: str, payload: Any) -> None:
+    """``POST /publish`` ``payload`` to the node at ``url``."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{url}/publish", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+
+
+def fanout_on_nodes(redis_url: str | None, *, per_transport: int = 2500, nodes: int = 2, rate: float = 10.0,
                     seconds: float = 5.0, processes_per_node: int = 2, running: Any = None) -> dict[str, Any]:
     """``per_transport`` SSE and as many WebSocket subscribers spread over ``nodes`` node
     processes sharing Redis (the subscribers in ``processes_per_node`` helper processes per
-    node); the kernel publishes through Redis at ``rate``. p50/p99 over every receipt."""
+    node); the kernel publishes through Redis at ``rate``. p50/p99 over every receipt.
+
+    With ``redis_url`` None: one node process whose log is in its own memory, the kernel
+    publishing to it with ``POST /publish`` (the one-node baseline)."""
     from rtkit.core.loopthread import LoopThread
     from rtkit.log.redis import RedisLog
     from rtkit.scale.nodes import NodeSet
 
+    if redis_url is None and nodes != 1:
+        raise ValueError("without Redis the baseline is one node (nodes=1)")
     node_set = running if running is not None else NodeSet(nodes, redis=redis_url).start()
     urls = node_set.urls[:nodes]
     groups: list[Subscribers] = []
     thread = LoopThread("bench-fanout-publisher").start()
-    log = RedisLog(redis_url)
+    log = RedisLog(redis_url) if redis_url is not None else None
+    cpu: dict[str, float] = {}
     try:
-        thread.run(log.open(), 20)
+        if log is not None:
+            thread.run(log.open(), 20)
         share = {(i, t): per_transport // nodes + (1 if i < per_transport % nodes else 0)
                  for i in range(nodes) for t in ("sse", "ws")}
         for (i, transport), count in share.items():
@@ -284,25 +323,42 @@ def fanout_on_nodes(redis_url: str, *, per_transport: int = 2500, nodes: int = 2
         n_msgs = max(1, round(rate * seconds))
         for group in groups:
             group.expect(n_msgs)
+        cpu0 = _cpu_seconds(node_set.pids[:nodes])
+        clients_cpu0 = _cpu_seconds([group.pid for group in groups])
         t0 = time.perf_counter()
         for seq in range(n_msgs):
             delay = t0 + seq / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)  # the publish timetable
-            log.append({"seq": seq, "pad": "x" * 60})
+            payload = {"seq": seq, "pad": "x" * 60}
+            if log is not None:
+                log.append(payload)
+            else:
+                _post(urls[0], payload)
         results = [group.result() for group in groups]
+        cpu["nodes_cpu_s"] = _cpu_seconds(node_set.pids[:nodes]) - cpu0  # during the round, all nodes
+        cpu["subscribers_cpu_s"] = _cpu_seconds([group.pid for group in groups]) - clients_cpu0
+        cpu["round_s"] = time.perf_counter() - t0
     finally:
         for group in groups:
             group.close()
-        thread.run(log.close(), 20)
+        if log is not None:
+            thread.run(log.close(), 20)
         thread.stop()
         if running is None:
             node_set.stop()
     latencies = [x for r in results for x in r]
     subscribers = sum(share.values())
     return {"p50_ms": _percentile(latencies, 50) / 1e3, "p99_ms": _percentile(latencies, 99) / 1e3,
-            "subscribers": subscribers, "nodes": nodes, "messages": n_msgs,
-            "delivered": len(latencies), "everything_delivered": len(latencies) == subscribers * n_msgs}
+            "subscribers": subscribers, "nodes": nodes, "messages": n_msgs, "store": "redis" if log else "memory",
+            "delivered": len(latencies), "everything_delivered": len(latencies) == subscribers * n_msgs, **cpu}
+
+
+def _cpu_seconds(pids: Sequence[int | None]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` have used so far."""
+    import psutil
+
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids if pid is not None)
 
 
 def _subscribe_main(args: argparse.Namespace) -> int:
@@ -348,7 +404,7 @@ def redis_figures(*, quick: bool = False, redis_url: str | None = None,
                   progress: Callable[[str], None] | None = None) -> list[Figure]:
     """Every Redis figure, measured now (a ``redis-server`` is started unless ``redis_url``
     names one). ``quick``: tiny sizes, for tests (seconds, not minutes)."""
-    from rtkit.bench import Figure
+    from rtkit.bench.figures import Figure
     from rtkit.scale.redis import RedisServer
 
     say = progress or (lambda _m: None)
@@ -357,21 +413,28 @@ def redis_figures(*, quick: bool = False, redis_url: str | None = None,
         url = server.url
         say("redis: the hop (memory log vs Redis log, 500 msg/s)")
         hop = hop_latency(url, seconds=0.5 if quick else 3.0, rounds=1 if quick else 3)
-        say("redis: events/s published through Redis from 3 node processes")
+        say("redis: events/s published through Redis from 3 node processes (and into memory logs)")
         thr = publish_throughput(url, processes=3, seconds=0.5 if quick else 3.0)
-        say("redis: fan-out on two nodes")
-        fan = fanout_on_nodes(url, per_transport=50 if quick else 2500, seconds=1.0 if quick else 5.0,
-                              processes_per_node=1 if quick else 2)
+        thr_memory = publish_throughput(None, processes=3, seconds=0.5 if quick else 3.0)
+        per, secs, procs = (50, 1.0, 1) if quick else (2500, 5.0, 2)
+        say("redis: fan-out on two nodes, and on one node with its log in memory")
+        fan = fanout_on_nodes(url, per_transport=per, seconds=secs, processes_per_node=procs)
+        fan_one = fanout_on_nodes(None, nodes=1, per_transport=per, seconds=secs, processes_per_node=procs)
     figures = [
         Figure("redis", t, "added_p50_ms", h["added_p50_ms"], "ms", baseline=h["memory_p50_ms"],
-               ratio=h["redis_p50_ms"] / h["memory_p50_ms"] if h["memory_p50_ms"] else None,
-               target="≤ 0.5 ms", met=h["added_p50_ms"] <= 0.5, detail=h)
+               ratio=h["added_p50_ms"] / h["memory_p50_ms"] if h["memory_p50_ms"] else None,
+               target="≤ 0.5 ms", met=h["added_p50_ms"] <= 0.5, detail=h, baseline_name="in-memory log")
         for t, h in hop.items()
     ]
     figures.append(Figure("redis", "log", "events_per_s", thr["events_per_s"], "events/s",
-                          target="≥ 20,000", met=thr["events_per_s"] >= 20_000 and thr["every_id_once"], detail=thr))
-    figures.append(Figure("redis", "sse+ws", "p99_ms", fan["p99_ms"], "ms", target="≤ 250 ms, all delivered",
-                          met=fan["p99_ms"] <= 250 and fan["everything_delivered"], detail=fan))
+                          baseline=thr_memory["events_per_s"],
+                          ratio=thr["events_per_s"] / thr_memory["events_per_s"] if thr_memory["events_per_s"] else None,
+                          target="≥ 20,000", met=thr["events_per_s"] >= 20_000 and thr["every_id_once"],
+                          detail={**thr, "memory": thr_memory}, baseline_name="in-memory logs"))
+    figures.append(Figure("redis", "sse+ws", "p99_ms", fan["p99_ms"], "ms", baseline=fan_one["p99_ms"],
+                          ratio=fan["p99_ms"] / fan_one["p99_ms"] if fan_one["p99_ms"] else None,
+                          target="≤ 250 ms, all delivered", met=fan["p99_ms"] <= 250 and fan["everything_delivered"],
+                          detail={**fan, "one_node": fan_one}, baseline_name="one node, log in memory"))
     return figures
 
 
@@ -381,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rtkit.scale.bench")
     sub = p.add_subparsers(dest="command", required=True)
     pub = sub.add_parser("publish")
-    pub.add_argument("--redis", required=True)
+    pub.add_argument("--redis", help="the Redis URL (without it: an in-memory log of its own)")
     pub.add_argument("--seconds", type=float, default=3.0)
     pub.add_argument("--burst", type=int, default=200)
     pub.add_argument("--topic", default="bench-throughput")

@@ -1,7 +1,8 @@
 """One server node as a process: ``python -m rtkit.scale.node --redis URL --port P``.
 
 The node is an ordinary :class:`rtkit.Server` whose log is the Redis Streams log
-(``ServerConfig(redis=URL)``). It serves until it gets SIGTERM or SIGINT, or its
+(``ServerConfig(redis=URL)``); without ``--redis`` its log is in its own memory (a
+node alone, the baseline that several nodes on Redis are compared with). It serves until it gets SIGTERM or SIGINT, or its
 standard input closes (the process that started it went away), then stops its
 server and exits 0; a start that fails prints the reason to stderr and exits 2.
 The import is light: the server and the Redis client, no pandas or matplotlib.
@@ -22,7 +23,8 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rtkit.scale.node",
                                 description="An rtkit server node whose log is shared through Redis Streams.")
-    p.add_argument("--redis", required=True, help="the Redis URL (redis://[:password@]host:port, rediss://...)")
+    p.add_argument("--redis", help="the Redis URL (redis://[:password@]host:port, rediss://...); "
+                                   "without it, the log is in this process's memory")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     p.add_argument("--topic", action="append", default=[], help="a topic to declare (repeatable)")
@@ -37,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rtkit.core.exceptions import RtkitError
     from rtkit.server import Server, ServerConfig
 
-    settings: dict[str, object] = {"host": args.host, "port": args.port, "redis": args.redis}
+    settings: dict[str, object] = {"host": args.host, "port": args.port}
+    if args.redis:
+        settings["redis"] = args.redis
     if args.topic:
         settings["topics"] = tuple(args.topic)
     if args.capacity is not None:

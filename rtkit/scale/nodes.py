@@ -71,6 +71,8 @@ class _Node:
 class NodeSet(Resource):
     """``n`` node processes on ``host`` sharing the log in Redis at ``redis`` (see the module docstring).
 
+    redis          the Redis URL; None: one node (``n`` = 1) whose log is in its own memory,
+                   the baseline for comparisons (nodes share events only through Redis)
     topics         topics every node declares at start
     capacity       events retained per topic; ``history_bytes``: payload bytes per topic
     allowed_hosts  Host headers the nodes accept besides loopback
@@ -83,7 +85,7 @@ class NodeSet(Resource):
         self,
         n: int,
         *,
-        redis: str,
+        redis: str | None,
         host: str = "127.0.0.1",
         topics: Iterable[str] = (),
         capacity: int | None = None,
@@ -93,12 +95,15 @@ class NodeSet(Resource):
         super().__init__()
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
             raise ValueError(f"n must be an int from 1 to 64 (nodes to start), got {n!r}")
-        if not isinstance(redis, str) or "://" not in redis:
-            raise ValueError(f"redis must be a Redis URL such as start_redis().url, got {redis!r}")
+        if redis is None:
+            if n != 1:
+                raise ValueError(f"nodes share events only through Redis: without redis= start one node, not {n}")
+        elif not isinstance(redis, str) or "://" not in redis:
+            raise ValueError(f"redis must be a Redis URL such as start_redis().url (or None), got {redis!r}")
         self.n = n
         self.redis = redis
         self.host = host
-        self._args: list[str] = ["--redis", redis, "--host", host]
+        self._args: list[str] = [*(["--redis", redis] if redis else []), "--host", host]
         for topic in topics:
             self._args += ["--topic", topic]
         if capacity is not None:
@@ -157,6 +162,7 @@ class NodeSet(Resource):
             [sys.executable, "-m", "rtkit.scale.node", *self._args, "--port", str(node.port)],
             stdin=subprocess.PIPE, stdout=node.log_file, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,  # a Ctrl-C in the kernel is not theirs
+            cwd=_RTKIT_ROOT,  # `python -m` imports from the working directory first: this rtkit's
         )
 
     def _wait_ready(self, node: _Node) -> None:
@@ -228,7 +234,8 @@ class NodeSet(Resource):
         return f"<rtkit NodeSet {self.state.value} n={self.n}{where}>"
 
 
-def start_nodes(n: int, *, redis: str, name: str = "default", **options: object) -> NodeSet:
-    """Start ``n`` node processes on the Redis at ``redis``; one set per ``name`` (a re-run
-    cell stops the previous set first). ``options`` are :class:`NodeSet`'s."""
+def start_nodes(n: int, *, redis: str | None, name: str = "default", **options: object) -> NodeSet:
+    """Start ``n`` node processes on the Redis at ``redis`` (None: one node on its own
+    memory); one set per ``name`` (a re-run cell stops the previous set first).
+    ``options`` are :class:`NodeSet`'s."""
     return start_managed(NodeSet(n, redis=redis, **options), name)  # type: ignore[arg-type]
