@@ -30,7 +30,7 @@ def test_a_use_case_is_measured_on_each_transport_with_its_own_server() -> None:
     df = ch.measure_use_case(case, clients=2, transports=("poll", "sse"), poll_interval=0.2)
     assert list(df.index) == ["poll", "sse"]
     assert (df["lost"] == 0).all() and (df["duplicated"] == 0).all()
-    results = df.attrs["results"]
+    results = df.attrs["runs"].results
     for transport in ("poll", "sse"):
         result = results[transport]
         assert len(result.df) == 2 * len(result.published_ids)  # every event, to both clients
@@ -48,6 +48,9 @@ def test_a_bad_network_delays_every_transport_and_loses_nothing() -> None:
                                  "bad_reconnects"]
     assert (bad["bad_p50_ms"] >= 40).all()  # one way through the emulator, at least its latency
     assert (bad["bad_lost"] == 0).all() and (bad["bad_duplicated"] == 0).all()
+    assert len(bad.attrs["runs"].results["one"].df) == 2 * 12
+    both = pd.concat({"a": bad, "b": bad.copy()})  # tables that carry their runs still concatenate
+    assert len(both) == 4
 
 
 def test_upstream_cost_counts_a_post_and_a_websocket_publish(server: rtkit.Server) -> None:

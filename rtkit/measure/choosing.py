@@ -39,7 +39,7 @@ from rtkit.net.exchange import http_exchange
 from rtkit.net.tap import CLIENT_TO_SERVER, SERVER_TO_CLIENT, WireTap
 from rtkit.server import Server
 
-__all__ = ["PREFER", "UPSTREAM_TOPIC", "UseCase", "measure_bad_network", "measure_use_case", "recommend",
+__all__ = ["PREFER", "UPSTREAM_TOPIC", "Runs", "UseCase", "measure_bad_network", "measure_use_case", "recommend",
            "upstream_cost", "use_cases", "watch_upgrade"]
 
 #: What :func:`recommend` may rank by, cheapest first: the column of its table.
@@ -48,6 +48,16 @@ PREFER = ("bytes_per_s", "requests_per_s", "server_cpu_ms_per_s")
 MIN_MESSAGES = 3
 #: Where :func:`upstream_cost` publishes (not the topic the clients listen to).
 UPSTREAM_TOPIC = "upstream-cost"
+
+
+@dataclass(eq=False)
+class Runs:
+    """The runs behind a table, in its ``attrs["runs"]``: one
+    :class:`~rtkit.measure.runner.ExperimentResult` per transport (or per use
+    case), with its receipts and the kernel's pauses. Compared by identity, so
+    tables that carry it can be concatenated."""
+
+    results: dict[str, ExperimentResult]
 
 
 @dataclass(frozen=True)
@@ -108,8 +118,7 @@ def measure_use_case(case: UseCase, *, clients: int = 2, transports: tuple[str, 
     """Run ``case`` on every transport at once, each with its own server and
     ``clients`` clients; one row per transport (see the module docstring).
     ``server_cpu_ms_per_s`` is the server thread's CPU milliseconds per second per
-    connection. ``result`` in ``df.attrs`` holds each run's
-    :class:`~rtkit.measure.runner.ExperimentResult` (pauses included)."""
+    connection. ``df.attrs["runs"]`` is a :class:`Runs` of each transport's run."""
     runs = {t: Experiment([t], case.workload, clients=clients, poll_interval=poll_interval) for t in transports}
     try:
         for run in runs.values():
@@ -126,7 +135,7 @@ def measure_use_case(case: UseCase, *, clients: int = 2, transports: tuple[str, 
                                       else cpu * 1000 / max(result.elapsed_s, 1e-3) / clients)
         rows[t] = row
     df = pd.DataFrame.from_dict(rows, orient="index").rename_axis("transport")
-    df.attrs["results"] = results
+    df.attrs["runs"] = Runs(results)
     return df
 
 
@@ -138,7 +147,7 @@ def measure_bad_network(cases: Mapping[str, UseCase], *, clients: int = 2,
     ``latency``, ``jitter``, ``cut_every``...), all cases at once; the cuts start
     once every client is subscribed. Per case, one row per transport: the
     columns of :func:`_row` prefixed ``bad_`` (latency, losses, reconnects);
-    ``df.attrs["result"]`` is the run's :class:`~rtkit.measure.runner.ExperimentResult`."""
+    ``df.attrs["runs"]`` is a :class:`Runs` holding the case's run under its name."""
     cut_every = conditions.pop("cut_every", None)
     servers: list[Server] = []
     proxies: list[NetworkEmulator] = []
@@ -165,7 +174,7 @@ def measure_bad_network(cases: Mapping[str, UseCase], *, clients: int = 2,
     for name, result in results.items():
         rows = {t: _row(result, t) for t in transports}
         df = pd.DataFrame.from_dict(rows, orient="index")[keep].add_prefix("bad_").rename_axis("transport")
-        df.attrs["result"] = result
+        df.attrs["runs"] = Runs({name: result})
         out[name] = df
     return out
 
