@@ -87,9 +87,9 @@ def use_cases(duration: float = 5.0) -> dict[str, UseCase]:
                 about="many small prices; a late tick is a wrong price"),
         UseCase("multiplayer state", w(30, 200), 50, sends_per_s=30,
                 about="the world 30 times a second; each player sends inputs as often"),
-        UseCase("monitoring alerts", w(2, 300, pattern="poisson", seed=2), 2000,
+        UseCase("monitoring alerts", w(2, 300, pattern="poisson", seed=3), 2000,
                 about="a few alerts; a couple of seconds late is fine"),
-        UseCase("notifications", w(1, 200, pattern="poisson", seed=3), 5000,
+        UseCase("notifications", w(1, 200, pattern="poisson", seed=4), 5000,
                 about="rare; nobody notices seconds"),
         UseCase("chat", w(10, 150, pattern="burst", burst_size=3), 300, sends_per_s=1,
                 about="bursts of messages in a room; people type back"),
@@ -141,11 +141,13 @@ def measure_use_case(case: UseCase, *, clients: int = 2, transports: tuple[str, 
 
 def measure_bad_network(cases: Mapping[str, UseCase], *, clients: int = 2,
                         transports: tuple[str, ...] = TRANSPORTS, poll_interval: float = 0.5,
-                        seed: int = 0, **conditions: Any) -> dict[str, pd.DataFrame]:
+                        reconnect_delay: float = 0.5, seed: int = 0,
+                        **conditions: Any) -> dict[str, pd.DataFrame]:
     """Run each of ``cases`` on every transport through an emulated network of its
     own (``conditions`` as for :class:`~rtkit.net.emulator.Conditions`:
     ``latency``, ``jitter``, ``cut_every``...), all cases at once; the cuts start
-    once every client is subscribed. Per case, one row per transport: the
+    once every client is subscribed, and a cut client reconnects after
+    ``reconnect_delay`` seconds (an SSE client too: the server's ``retry``). Per case, one row per transport: the
     columns of :func:`_row` prefixed ``bad_`` (latency, losses, reconnects);
     ``df.attrs["runs"]`` is a :class:`Runs` holding the case's run under its name."""
     cut_every = conditions.pop("cut_every", None)
@@ -154,10 +156,12 @@ def measure_bad_network(cases: Mapping[str, UseCase], *, clients: int = 2,
     runs: dict[str, Experiment] = {}
     try:
         for name, case in cases.items():
-            servers.append(Server(capacity=max(10_000, case.workload.expected_count * 2)).start())
+            servers.append(Server(capacity=max(10_000, case.workload.expected_count * 2),
+                                  retry_ms=round(reconnect_delay * 1000)).start())
             proxies.append(NetworkEmulator(servers[-1].url, seed=seed, **conditions).start())
             runs[name] = Experiment(transports, case.workload, clients=clients, poll_interval=poll_interval,
-                                    server=servers[-1], via=proxies[-1].url, drain_timeout=poll_interval + 5.0)
+                                    server=servers[-1], via=proxies[-1].url, drain_timeout=poll_interval + 5.0,
+                                    client_options={"reconnect_delay": reconnect_delay})
         for run in runs.values():
             run.start()
         if cut_every is not None:
