@@ -166,6 +166,7 @@ def test_a_seventh_eventsource_waits_until_one_of_six_closes(
     page.evaluate("window.rtkitPage.limit.closeAll()")
 
 
+@pytest.mark.slow
 def test_the_headless_helper_drives_the_page_and_saves_a_screenshot(server: rtkit.Server) -> None:
     chromium_or_skip()
     page = rb.open_headless(server, ["sse", "ws", "poll", "longpoll"], client="helper", poll_interval=0.2,
@@ -186,6 +187,7 @@ def test_the_headless_helper_drives_the_page_and_saves_a_screenshot(server: rtki
 
 
 
+@pytest.mark.slow
 def test_the_page_takes_its_limits_from_the_servers_api(
     make_server: Callable[..., rtkit.Server], open_page: Callable[..., Any]
 ) -> None:

@@ -43,6 +43,7 @@ def _renderer_pids() -> set[int]:
     return {p.pid for p in psutil.Process().children() if "rtkit.viz.renderer" in " ".join(p.cmdline())}
 
 
+@pytest.mark.slow
 def test_a_run_draws_frames_in_another_process_and_says_what_they_cost(no_leftovers):
     dash = Dashboard(rate=50, duration=2.0, poll_interval=0.1).start()
     assert dash.redraws == 0 and dash.image.value[:8] == PNG_SIGNATURE
@@ -76,6 +77,7 @@ def test_a_run_draws_frames_in_another_process_and_says_what_they_cost(no_leftov
     assert not _renderer_pids()
 
 
+@pytest.mark.slow
 def test_the_sliders_show_exactly_the_values_a_run_uses(no_leftovers):
     dash = Dashboard(transports=["poll"], duration=1.0, rate=37).start()
     assert 37.0 in [v for _, v in dash.rate.options] and dash.rate.label == "37"  # outside the steps
@@ -114,6 +116,7 @@ def test_the_figure_text_is_readable_at_its_drawn_size() -> None:
     dash.close()
 
 
+@pytest.mark.slow
 def test_managed_by_name_and_stopped_by_stop_all(no_leftovers):
     first = live_dashboard(name="t-dash", transports=["sse"], rate=20, duration=30)
     run1 = first.run()
@@ -138,6 +141,7 @@ def test_managed_by_name_and_stopped_by_stop_all(no_leftovers):
         dash.close()
 
 
+@pytest.mark.slow
 def test_stop_ends_the_run_early_and_the_button_returns_at_once(no_leftovers):
     dash = Dashboard(transports=["poll", "ws"], rate=20, duration=30, poll_interval=0.1).start()
     experiment = dash.run()
@@ -152,6 +156,7 @@ def test_stop_ends_the_run_early_and_the_button_returns_at_once(no_leftovers):
     dash.close()
 
 
+@pytest.mark.slow
 def test_a_drawing_process_that_dies_is_replaced_by_drawing_here(no_leftovers):
     dash = Dashboard(transports=["sse"], rate=20, duration=30).start()
     dash.run()

@@ -20,6 +20,7 @@ def run_through(proxy: NetworkEmulator, server: rtkit.Server, workload: Workload
     return experiment.result(timeout=120)
 
 
+@pytest.mark.slow
 def test_random_cuts_lose_nothing(make_server) -> None:
     """10,000 events at 1,000/s while the proxy cuts every connection about every 200 ms."""
     server = make_server(retry_ms=20, capacity=20_000)
@@ -41,6 +42,7 @@ def test_random_cuts_lose_nothing(make_server) -> None:
     assert all(n >= 5 for n in reconnects.values()), reconnects
 
 
+@pytest.mark.slow
 def test_a_short_history_reports_gaps_that_add_up(make_server) -> None:
     """Outages longer than the retained history: what is missed is reported, exactly."""
     server = make_server(retry_ms=400, capacity=100)

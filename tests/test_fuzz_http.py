@@ -126,6 +126,7 @@ def quiet_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=requests())
+@pytest.mark.slow
 def test_every_answer_is_a_well_formed_refusal_or_success(
     fuzz_server: rtkit.Server, quiet_log: pytest.LogCaptureFixture, case: tuple[bytes, str]
 ) -> None:

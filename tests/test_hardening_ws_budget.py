@@ -49,6 +49,7 @@ def server_tasks(server: rtkit.Server) -> int:
     return server._thread.run(count(), 5)
 
 
+@pytest.mark.slow
 def test_a_ping_flood_that_reads_nothing_is_closed_at_once(
     make_server: MakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -76,6 +77,7 @@ def test_a_ping_flood_that_reads_nothing_is_closed_at_once(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.slow
 def test_a_publish_flood_that_reads_no_ack_is_closed_without_a_task_per_reply(
     make_server: MakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:

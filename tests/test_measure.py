@@ -200,6 +200,7 @@ def test_single_transport_run_reports_server_cpu() -> None:
 
 
 # -- python -m rtkit compare -------------------------------------------------------------------
+@pytest.mark.slow
 def test_compare_writes_csv_and_png(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(

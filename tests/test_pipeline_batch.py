@@ -51,6 +51,7 @@ def scenarios(draw: st.DrawFn) -> tuple[PipelineConfig, list[tuple[int, str, byt
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
+@pytest.mark.slow
 def test_streamed_windows_equal_the_batch_recomputation_with_crashes_anywhere(scenario) -> None:  # type: ignore[no-untyped-def]
     cfg, captured, crashes, batch = scenario
     streamed = stream_locally(captured, cfg, batch=batch, crash_at=crashes)

@@ -15,6 +15,7 @@ from rtkit.pipeline import MarketFeed, Pipeline, Topics
 pytestmark = [pytest.mark.redis, pytest.mark.browser]
 
 
+@pytest.mark.slow
 def test_the_pages_eventsource_receives_every_window_on_its_topic(redis_server: Any, make_server: Any) -> None:
     from rtkit.browser import open_headless
 

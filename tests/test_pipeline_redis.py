@@ -43,6 +43,7 @@ def children() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
+@pytest.mark.slow
 def test_a_run_stores_every_window_as_the_batch_recomputation_has_it(redis_server: Any) -> None:
     before = children()
     with Pipeline(feed(), redis=redis_server.url, workers=2, alert=AlertRule.move(0.2)) as run:
@@ -74,6 +75,7 @@ def test_a_run_stores_every_window_as_the_batch_recomputation_has_it(redis_serve
     assert wait_until(lambda: children() <= before, 10, what="the workers exiting")
 
 
+@pytest.mark.slow
 def test_a_malformed_record_goes_to_the_dead_letter_stream_with_its_reason(redis_server: Any) -> None:
     with Pipeline(feed(malformed=0.01, duration=1.5), redis=redis_server.url, workers=1) as run:
         run.wait(60)
@@ -87,6 +89,7 @@ def test_a_malformed_record_goes_to_the_dead_letter_stream_with_its_reason(redis
     assert result.comparison.ok and result.windows["count"].sum() == result.comparison.events
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_window_changes_no_aggregate(redis_server: Any) -> None:
     with Pipeline(feed(duration=4.0, rate=2500), redis=redis_server.url, workers=2) as run:
         wait_until(lambda: run.progress()["windows"] >= 2, 30, what="the first windows stored")
@@ -104,6 +107,7 @@ def test_a_worker_killed_mid_window_changes_no_aggregate(redis_server: Any) -> N
     assert set(result.windows["shard"]) == {0, 1}
 
 
+@pytest.mark.slow
 def test_a_worker_paused_past_its_lease_cannot_spoil_what_its_successor_does(redis_server: Any) -> None:
     """SIGSTOP worker 0 longer than its lease: worker 1 takes its shard over. When worker 0
     wakes it finds its lease gone: its writes and reads are fenced, so nothing is counted twice."""
@@ -169,6 +173,7 @@ def test_trim_loses_what_slow_workers_did_not_read_and_the_check_says_so(redis_s
     assert "lost 0" not in c.summary()
 
 
+@pytest.mark.slow
 def test_block_keeps_everything_and_makes_the_producer_wait(redis_server: Any) -> None:
     slow = {"worker_max_rate": 1500.0, "workers": 1}
     with Pipeline(feed(rate=4000, duration=1.5, malformed=0, late=0), redis=redis_server.url,
@@ -205,6 +210,7 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+@pytest.mark.slow
 def test_the_command_crashes_a_worker_and_ends_with_lost_0_duplicated_0() -> None:
     from rtkit.scale.redis import find_redis_server
 
@@ -240,6 +246,7 @@ def _poll(url: str, topic: str) -> list[dict[str, Any]]:
         since = batch["last_id"]
 
 
+@pytest.mark.slow
 def test_windows_alerts_and_late_events_are_delivered_on_the_topics_of_every_node(
         redis_server: Any, make_server: Any) -> None:
     """Delivered through an in-kernel server whose topics live in Redis: a node process

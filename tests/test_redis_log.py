@@ -352,3 +352,14 @@ def test_redact_url_and_bad_urls() -> None:
         RedisLog("redis://127.0.0.1", capacity=0)
     with pytest.raises(LogUnavailable, match="not open"):
         RedisLog("redis://127.0.0.1").append(1)
+
+
+def test_a_server_on_an_unreachable_redis_names_it_without_the_password() -> None:
+    from rtkit.server import start_server
+
+    with RedisServer(password="s3cret-pw") as server:
+        url = server.url
+    # the server is stopped: nothing listens on its port now
+    with pytest.raises(LogUnavailable, match=r"Redis at redis://:\*\*\*@127.0.0.1:\d+ cannot be reached") as info:
+        start_server(port=0, redis=url, name="unreachable-redis")
+    assert "s3cret" not in str(info.value)

@@ -3,6 +3,7 @@ with its in-memory baseline, and what it counts is right (no speed is asserted).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -24,7 +25,9 @@ def test_publish_throughput_through_redis_and_into_memory(redis_server: RedisSer
 def test_fanout_on_two_redis_nodes_and_on_one_memory_node(redis_server: RedisServer) -> None:
     two = fanout_on_nodes(redis_server.url, per_transport=4, nodes=2, rate=10, seconds=0.5, processes_per_node=1)
     assert two["store"] == "redis" and two["subscribers"] == 8 and two["everything_delivered"]
-    assert two["delivered"] == 8 * two["messages"] and two["nodes_cpu_s"] > 0
+    assert two["delivered"] == 8 * two["messages"]
+    # the nodes' CPU in the round: measured (a few events may take less than one clock tick)
+    assert 0 <= two["nodes_cpu_s"] < two["round_s"] * 2 * os.cpu_count()
     one = fanout_on_nodes(None, nodes=1, per_transport=4, rate=10, seconds=0.5, processes_per_node=1)
     assert one["store"] == "memory" and one["everything_delivered"] and one["delivered"] == 8 * one["messages"]
     with pytest.raises(ValueError, match="one node"):

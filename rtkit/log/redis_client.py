@@ -12,17 +12,16 @@ keep it small:
   :func:`events_after` skips the entries a node already holds by id before
   building anything (a node's own appends, which it put in its tail at once).
 - **Commands packed in C.** redis-py's blocking client packs commands with
-  hiredis when it is installed; its asyncio client packs them in Python (a few
-  µs per argument: an append script call carries two per event). The asyncio
+  hiredis when it is installed; its asyncio client packs them in Python, argument
+  by argument (an append script call carries two per event). The asyncio
   client made here packs them with hiredis too.
 - **A connection of its own for each hot path** (:class:`Link`, :class:`AsyncLink`:
   the follower's reads, the appends): redis-py's ``Connection`` API (``connect``,
   ``send_packed_command``, ``read_response``: the URL's authentication, TLS and
   database as for the client) without the client's pool, retries and
   per-command instrumentation, which cost as much CPU again as the command
-  (measured on the shared 2-core machine: ~220 µs of CPU per blocking
-  ``EVALSHA`` through the client, ~120 µs on a connection of its own; ~400 µs
-  per follower read through the asyncio client, ~200 µs on its own connection).
+  (``python -m rtkit bench`` prints the events per second through Redis and the
+  CPU the nodes spend).
 
 Entry layout (written by :data:`rtkit.log.redis_scripts.APPEND_SCRIPT`): fields
 ``d`` (the payload's JSON), ``p`` (``published_ns``) and ``e`` (the topic's

@@ -186,6 +186,11 @@ class Link:
         self._holds: dict[Direction, set[str]] = {CLIENT_TO_SERVER: set(), SERVER_TO_CLIENT: set()}
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.connect_task: asyncio.Task[None] | None = None
+        #: What the client sent before the target was connected, with its read
+        #: time (``None`` data: its EOF); passed on once it is. The client's side
+        #: is paused until then, but Python 3.10's transports may still read the
+        #: first bytes (their reader is added after ``connection_made``).
+        self._early: list[tuple[bytes | None, int]] | None = []
 
     def _source(self, direction: Direction) -> _Side | None:
         return self.client if direction is CLIENT_TO_SERVER else self.server
@@ -266,11 +271,27 @@ class Link:
 
     # -- events from the sockets ------------------------------------------------------------
     def _read(self, direction: Direction, data: bytes) -> None:
+        if self._early is not None and direction is CLIENT_TO_SERVER:
+            self._early.append((data, now_ns()))
+            return
         self.relay._bytes[direction] += len(data)
         self.relay.on_chunk(self, direction, data, now_ns())
 
     def _read_eof(self, direction: Direction) -> None:
+        if self._early is not None and direction is CLIENT_TO_SERVER:
+            self._early.append((None, now_ns()))
+            return
         self.relay.on_eof(self, direction)
+
+    def _connected(self) -> None:
+        """The target is connected: pass on what the client sent meanwhile."""
+        early, self._early = self._early or [], None
+        for data, read_ns in early:
+            if data is None:
+                self.relay.on_eof(self, CLIENT_TO_SERVER)
+            else:
+                self.relay._bytes[CLIENT_TO_SERVER] += len(data)
+                self.relay.on_chunk(self, CLIENT_TO_SERVER, data, read_ns)
 
     def _side_lost(self, side: _Side, exc: Exception | None) -> None:
         reads = side.reads
@@ -504,6 +525,7 @@ class Relay(Resource):
         if link._holds[SERVER_TO_CLIENT]:
             server.transport.pause_reading()  # type: ignore[union-attr]
         self.on_open(link)
+        link._connected()
         client = link.client
         if not (link.closed or client.lost or client.transport is None or link._holds[CLIENT_TO_SERVER]):
             client.transport.resume_reading()

@@ -103,7 +103,10 @@ class Server(Resource):
             if isinstance(exc, ServerError):
                 raise
             if self.config.redis is not None and isinstance(exc, (ConnectionError, TimeoutError)):
-                raise LogUnavailable(f"cannot reach the event log at {self.config.redis}: {exc}") from exc
+                from rtkit.log.redis_batch import redact_url  # only with a Redis log
+
+                raise LogUnavailable(
+                    f"cannot reach the event log at {redact_url(self.config.redis)}: {exc}") from exc
             raise
 
     def _abandon_start(self) -> None:
