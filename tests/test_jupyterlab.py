@@ -72,7 +72,7 @@ RENDERS = re.compile(r"live_dashboard\(|show_browser\(|run_js\(")
 SHOWS_PAGE = re.compile(r"show_browser\(")
 #: Notebooks with a student-code widget.
 RUNS_JS = re.compile(r"run_js\(")
-USES_WIDGETS = re.compile(r"ipywidgets|\binteract(_manual)?\b|live_dashboard|run_js\(")
+USES_WIDGETS = re.compile(r"ipywidgets|\binteract(_manual)?\b|live_dashboard")  # run_js: RUNS_JS below
 
 #: Widgets that must be rendered, by notebook: at least this many of each.
 EXPECTED_WIDGETS: dict[str, dict[str, int]] = {

@@ -35,11 +35,16 @@ def paused_run():
     """A real run during which a full collection was forced, with the collector left
     alone (no freeze), so the collection walks the whole heap."""
     with rtkit.Server() as server:
-        experiment = Experiment(["sse", "ws"], Workload(rate=100, duration=0.8), server=server,
+        # A long run, ended once the collection and some receipts after it are in:
+        # the collection must fall inside the run however slow the machine is.
+        experiment = Experiment(["sse", "ws"], Workload(rate=100, duration=60), server=server,
                                 freeze_gc=False)
         experiment.start()
         wait_until(lambda: len(experiment.recorder) >= 40, 30, message="the run is under way")
         gc.collect()  # mid-run, in this thread: every thread of the kernel stops for it
+        after = len(experiment.recorder) + 20
+        wait_until(lambda: len(experiment.recorder) >= after, 30, message="receipts after the collection")
+        experiment.stop()
         result = experiment.result(30)
     return result
 

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -28,11 +27,11 @@ from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 from rtkit.bench.figures import WEBSOCKETS
-from rtkit.clients import client_loop
 from rtkit.core.clock import now_ns
 from rtkit.core.loopthread import LoopThread
 from rtkit.core.records import Receipt
 from rtkit.log import encode_payload
+from rtkit.net.raw import BaselineClient
 
 __all__ = ["WebsocketsBroadcastServer", "WebsocketsClient"]
 
@@ -107,24 +106,11 @@ class WebsocketsBroadcastServer:
             await self._server.wait_closed()
 
 
-class WebsocketsClient:
-    """A websockets-library client of :class:`WebsocketsBroadcastServer` on a loop
-    thread (default: the shared client loop): each event becomes a
-    :class:`~rtkit.core.records.Receipt` of transport ``"websockets"``."""
+class WebsocketsClient(BaselineClient):
+    """A websockets-library client of :class:`WebsocketsBroadcastServer`: each
+    event becomes a :class:`~rtkit.core.records.Receipt` of transport ``"websockets"``."""
 
     transport = WEBSOCKETS
-
-    def __init__(self, port: int, *, name: str = WEBSOCKETS,
-                 on_receipt: Callable[[Receipt], None]) -> None:
-        self.port, self.name, self.on_receipt = port, name, on_receipt
-        self.events = 0
-        self._loop_thread: LoopThread | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self, loop: LoopThread | None = None) -> WebsocketsClient:
-        self._loop_thread = loop or client_loop()
-        self._loop_thread.run(self._spawn(), _TIMEOUT)
-        return self
 
     async def _spawn(self) -> None:
         connection = await connect(f"ws://{HOST}:{self.port}/", compression=None, ping_interval=None,
@@ -144,12 +130,3 @@ class WebsocketsClient:
             pass
         finally:
             await connection.close()
-
-    def stop(self) -> None:
-        if self._loop_thread is not None and self._loop_thread.running and self._task is not None:
-            self._loop_thread.run(self._cancel(), _TIMEOUT)
-
-    async def _cancel(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)

@@ -20,13 +20,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from typing_extensions import Self
+
 from rtkit.clients import client_loop
 from rtkit.core.clock import now_ns
 from rtkit.core.loopthread import LoopThread
 from rtkit.core.records import Receipt
 from rtkit.log import encode_payload
 
-__all__ = ["HOST", "RAW", "RawClient", "RawPushServer"]
+__all__ = ["HOST", "RAW", "BaselineClient", "RawClient", "RawPushServer"]
 
 HOST = "127.0.0.1"
 #: The baseline's name in figures and receipts.
@@ -126,25 +128,44 @@ class RawPushServer:
         await asyncio.sleep(0)
 
 
-class RawClient:
-    """Reads :class:`RawPushServer` lines on a loop thread (default: the shared
-    client loop) and hands each event to ``on_receipt`` as a
-    :class:`~rtkit.clients.Receipt` of transport ``"raw"``, as rtkit clients do."""
+class BaselineClient:
+    """What the benchmark's baseline clients share: a reading task on a loop
+    thread (default: the shared client loop) handing each event to
+    ``on_receipt`` as a :class:`~rtkit.core.records.Receipt`, as rtkit clients
+    do; :meth:`start` connects (``_spawn``), :meth:`stop` cancels the reader."""
 
-    transport = RAW
+    transport = "baseline"
 
-    def __init__(
-        self, port: int, *, name: str = "raw", on_receipt: Callable[[Receipt], None]
-    ) -> None:
-        self.port, self.name, self.on_receipt = port, name, on_receipt
+    def __init__(self, port: int, *, name: str | None = None,
+                 on_receipt: Callable[[Receipt], None]) -> None:
+        self.port, self.name, self.on_receipt = port, name or self.transport, on_receipt
         self.events = 0
         self._loop_thread: LoopThread | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, loop: LoopThread | None = None) -> RawClient:
+    def start(self, loop: LoopThread | None = None) -> Self:
         self._loop_thread = loop or client_loop()
         self._loop_thread.run(self._spawn(), _TIMEOUT)
         return self
+
+    async def _spawn(self) -> None:
+        """Connect, then set ``self._task`` to the reading task."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._loop_thread is not None and self._loop_thread.running and self._task is not None:
+            self._loop_thread.run(self._cancel(), _TIMEOUT)
+
+    async def _cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class RawClient(BaselineClient):
+    """Reads :class:`RawPushServer` lines: each event a receipt of transport ``"raw"``."""
+
+    transport = RAW
 
     async def _spawn(self) -> None:
         reader, writer = await asyncio.open_connection(HOST, self.port, limit=1 << 16)
@@ -182,12 +203,3 @@ class RawClient:
             pass
         finally:
             writer.close()
-
-    def stop(self) -> None:
-        if self._loop_thread is not None and self._loop_thread.running and self._task is not None:
-            self._loop_thread.run(self._cancel(), _TIMEOUT)
-
-    async def _cancel(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
