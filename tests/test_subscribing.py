@@ -8,7 +8,7 @@ import rtkit
 from rtkit.clients import make_client
 from rtkit.core.exceptions import RtkitError, WaitTimeout
 from rtkit.core.waiting import wait_until
-from rtkit.measure.subscribing import held_connections, subscribed, wait_subscribed
+from rtkit.measure.subscribing import held_connections, subscribed, wait_released, wait_subscribed
 from rtkit.net.emulator import start_emulator
 
 
@@ -67,3 +67,22 @@ def test_a_client_that_fails_is_named(server: rtkit.Server) -> None:
             wait_subscribed([client], lambda: held_connections(server), timeout=10)
     finally:
         client.stop()
+
+
+@pytest.mark.parametrize("transport", ["longpoll", "sse", "ws"])
+def test_wait_released_returns_once_stopped_clients_are_gone(server: rtkit.Server, transport: str) -> None:
+    baseline = held_connections(server)
+    client = make_client(transport, server.url, hold=30) if transport == "longpoll" \
+        else make_client(transport, server.url)
+    client.start()
+    wait_subscribed([client], lambda: held_connections(server), baseline=baseline)
+    assert held_connections(server).get(transport, 0) == baseline.get(transport, 0) + 1
+    client.stop()
+    wait_released(server, baseline)
+    assert held_connections(server).get(transport, 0) == baseline.get(transport, 0)
+    # the next client on the same server is seen as new
+    again = make_client(transport, server.url).start()
+    try:
+        wait_subscribed([again], lambda: held_connections(server), baseline=baseline)
+    finally:
+        again.stop()
