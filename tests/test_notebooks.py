@@ -108,7 +108,7 @@ def test_notebook_has_the_course_sections(path: Path) -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_stops_everything_in_its_last_code_cell(path: Path) -> None:
     code = [_source(c) for c in _load(path)["cells"] if c["cell_type"] == "code"]
-    starts = re.compile(r"start_server\(|live_dashboard\(|\.start\(\)")
+    starts = re.compile(r"start_\w+\(|live_dashboard\(|\.start\(\)|run_experiment\(")
     if not any(starts.search(src) for src in code):
         pytest.skip(f"{path.name} starts no server, client or dashboard")
     assert "rtkit.stop_all()" in code[-1], (
