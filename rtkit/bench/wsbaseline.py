@@ -17,10 +17,7 @@ off on both sides (rtkit's server does not compress either).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import threading
-from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
@@ -28,42 +25,25 @@ from websockets.exceptions import ConnectionClosed
 
 from rtkit.bench.figures import WEBSOCKETS
 from rtkit.core.clock import now_ns
-from rtkit.core.loopthread import LoopThread
 from rtkit.core.records import Receipt
-from rtkit.log import encode_payload
-from rtkit.net.raw import BaselineClient
+from rtkit.net.raw import HOST, BaselineClient, BaselineServer
 
 __all__ = ["WebsocketsBroadcastServer", "WebsocketsClient"]
 
-HOST = "127.0.0.1"
-_TIMEOUT = 20.0
 
-
-class WebsocketsBroadcastServer:
+class WebsocketsBroadcastServer(BaselineServer):
     """See the module docstring. :meth:`publish` from any thread; :attr:`connections`
     counts the open connections."""
 
+    thread_name = "rtkit-bench-websockets"
+
     def __init__(self) -> None:
-        self._thread = LoopThread("rtkit-bench-websockets")
-        self._lock = threading.Lock()
-        self._pending: list[str] = []
-        self._wake_pending = False
-        self._last_id = 0
+        super().__init__()
         self._server: Server | None = None
-        self.port = 0
 
     @property
     def connections(self) -> int:
         return len(self._server.connections) if self._server is not None else 0
-
-    def start(self) -> WebsocketsBroadcastServer:
-        self._thread.start()
-        try:
-            self._thread.run(self._open(), _TIMEOUT)
-        except BaseException:
-            self._thread.stop()
-            raise
-        return self
 
     async def _open(self) -> None:
         self._server = await serve(self._hold, HOST, 0, compression=None, ping_interval=None)
@@ -72,33 +52,10 @@ class WebsocketsBroadcastServer:
     async def _hold(self, connection: ServerConnection) -> None:
         await connection.wait_closed()  # clients only listen; broadcast() does the sending
 
-    def publish(self, payload: Any) -> int:
-        """Publish a JSON-able payload; any thread. Returns the event id."""
-        data_json = encode_payload(payload)
-        with self._lock:
-            self._last_id += 1
-            event_id = self._last_id
-            self._pending.append(f'{{"id":{event_id},"published_ns":{now_ns()},"data":{data_json}}}')
-            wake, self._wake_pending = not self._wake_pending, True
-        if wake:
-            with contextlib.suppress(RuntimeError):  # loop closed: stopped
-                self._thread.loop.call_soon_threadsafe(self._flush)
-        return event_id
-
-    def _flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-            self._wake_pending = False
+    def _send(self, events: list[str]) -> None:
         if self._server is not None:
-            for message in pending:
+            for message in events:
                 broadcast(self._server.connections, message)
-
-    def stop(self) -> None:
-        """Close every connection and stop the thread; idempotent."""
-        if self._thread.running:
-            with contextlib.suppress(Exception):
-                self._thread.run(self._close(), _TIMEOUT)
-            self._thread.stop()
 
     async def _close(self) -> None:
         if self._server is not None:

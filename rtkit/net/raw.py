@@ -28,7 +28,7 @@ from rtkit.core.loopthread import LoopThread
 from rtkit.core.records import Receipt
 from rtkit.log import encode_payload
 
-__all__ = ["HOST", "RAW", "BaselineClient", "RawClient", "RawPushServer"]
+__all__ = ["HOST", "RAW", "BaselineClient", "BaselineServer", "RawClient", "RawPushServer"]
 
 HOST = "127.0.0.1"
 #: The baseline's name in figures and receipts.
@@ -36,32 +36,29 @@ RAW = "raw"
 _TIMEOUT = 20.0
 
 
-class RawPushServer:
-    """Newline-delimited JSON pushed over plain TCP: the baseline.
+class BaselineServer:
+    """What the benchmark's baseline servers share, built like :class:`rtkit.Server`:
+    their own asyncio loop in a daemon thread; :meth:`publish` encodes the event
+    in the calling thread (any thread) and schedules one coalesced wake-up on the
+    loop, which hands everything pending to :meth:`_send` at once. A subclass
+    opens its listener in :meth:`_open` (setting :attr:`port`), sends in
+    :meth:`_send`, closes in :meth:`_close` and counts :attr:`connections`."""
 
-    Like :class:`rtkit.Server`: its own asyncio loop in a daemon thread;
-    :meth:`publish` encodes the payload in the calling thread (any thread) and
-    schedules one coalesced wake-up on the loop, which writes everything
-    pending to every connection in one ``write`` each. New connections get
-    events published from then on. The line is the rtkit event object:
-    ``{"id": N, "published_ns": T, "data": <payload>}``.
-    """
+    thread_name = "rtkit-bench-baseline"
 
     def __init__(self) -> None:
-        self._thread = LoopThread("rtkit-bench-raw")
+        self._thread = LoopThread(self.thread_name)
         self._lock = threading.Lock()
-        self._pending: list[bytes] = []
+        self._pending: list[str] = []
         self._wake_pending = False
         self._last_id = 0
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.base_events.Server | None = None
         self.port = 0
 
     @property
     def connections(self) -> int:
-        return len(self._writers)
+        raise NotImplementedError
 
-    def start(self) -> RawPushServer:
+    def start(self) -> Self:
         self._thread.start()
         try:
             self._thread.run(self._open(), _TIMEOUT)
@@ -69,6 +66,60 @@ class RawPushServer:
             self._thread.stop()
             raise
         return self
+
+    def publish(self, payload: Any) -> int:
+        """Publish a JSON-able payload; any thread. Returns the event id. The
+        event is the rtkit event object: ``{"id": N, "published_ns": T, "data": <payload>}``."""
+        data_json = encode_payload(payload)
+        with self._lock:
+            self._last_id += 1
+            event_id = self._last_id
+            self._pending.append(f'{{"id":{event_id},"published_ns":{now_ns()},"data":{data_json}}}')
+            wake, self._wake_pending = not self._wake_pending, True
+        if wake:
+            with contextlib.suppress(RuntimeError):  # loop closed: stopped
+                self._thread.loop.call_soon_threadsafe(self._flush)
+        return event_id
+
+    def _flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._wake_pending = False
+        if pending:
+            self._send(pending)
+
+    def stop(self) -> None:
+        """Close every connection and stop the thread; idempotent."""
+        if self._thread.running:
+            with contextlib.suppress(Exception):
+                self._thread.run(self._close(), _TIMEOUT)
+            self._thread.stop()
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    def _send(self, events: list[str]) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+
+class RawPushServer(BaselineServer):
+    """Newline-delimited JSON pushed over plain TCP: the baseline. Everything
+    pending goes to every connection in one ``write`` each; new connections get
+    events published from then on."""
+
+    thread_name = "rtkit-bench-raw"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    @property
+    def connections(self) -> int:
+        return len(self._writers)
 
     async def _open(self) -> None:
         self._server = await asyncio.start_server(self._serve, HOST, 0)
@@ -88,37 +139,11 @@ class RawPushServer:
             self._writers.discard(writer)
             writer.close()
 
-    def publish(self, payload: Any) -> int:
-        """Publish a JSON-able payload; any thread. Returns the event id."""
-        data_json = encode_payload(payload)
-        with self._lock:
-            self._last_id += 1
-            event_id = self._last_id
-            self._pending.append(
-                f'{{"id":{event_id},"published_ns":{now_ns()},"data":{data_json}}}\n'.encode()
-            )
-            wake, self._wake_pending = not self._wake_pending, True
-        if wake:
-            with contextlib.suppress(RuntimeError):  # loop closed: stopped
-                self._thread.loop.call_soon_threadsafe(self._flush)
-        return event_id
-
-    def _flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-            self._wake_pending = False
-        if pending:
-            chunk = b"".join(pending)
-            for writer in self._writers:
-                if not writer.is_closing():
-                    writer.write(chunk)
-
-    def stop(self) -> None:
-        """Close every connection and stop the thread; idempotent."""
-        if self._thread.running:
-            with contextlib.suppress(Exception):
-                self._thread.run(self._close(), _TIMEOUT)
-            self._thread.stop()
+    def _send(self, events: list[str]) -> None:
+        chunk = ("\n".join(events) + "\n").encode()
+        for writer in self._writers:
+            if not writer.is_closing():
+                writer.write(chunk)
 
     async def _close(self) -> None:
         if self._server is not None:
